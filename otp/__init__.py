@@ -1,0 +1,124 @@
+"""anyotp: Erlang/OTP-style supervision trees, GenServers and pub/sub for asyncio and trio.
+
+The public names live here; everything else is private. See ``docs/`` and the README.
+"""
+
+from __future__ import annotations
+
+from ._actor import BRUTAL_KILL as BRUTAL_KILL
+from ._actor import ActorRef as ActorRef
+from ._actor import ActorStatistics as ActorStatistics
+from ._actor import Down as Down
+from ._actor import MonitorRef as MonitorRef
+from ._actor import TimerRef as TimerRef
+from ._actor import is_normal_exit as is_normal_exit
+from ._broker import DEAD_LETTERS as DEAD_LETTERS
+from ._broker import Broker as Broker
+from ._broker import BrokerStatistics as BrokerStatistics
+from ._broker import DeadLetter as DeadLetter
+from ._broker import Envelope as Envelope
+from ._broker import InMemoryBroker as InMemoryBroker
+from ._broker import Subscription as Subscription
+from ._broker import message as message
+from ._broker import message_type as message_type
+from ._broker import topic_matches as topic_matches
+from ._compat import Promise as Caller
+from ._exceptions import ActorExited as ActorExited
+from ._exceptions import AlreadyPresent as AlreadyPresent
+from ._exceptions import AlreadyStarted as AlreadyStarted
+from ._exceptions import CalledSelf as CalledSelf
+from ._exceptions import CallTimeout as CallTimeout
+from ._exceptions import ChildRunning as ChildRunning
+from ._exceptions import MailboxFull as MailboxFull
+from ._exceptions import NameTaken as NameTaken
+from ._exceptions import NotFound as NotFound
+from ._exceptions import OTPError as OTPError
+from ._exceptions import StartFailed as StartFailed
+from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
+from ._gen_server import NOREPLY as NOREPLY
+from ._gen_server import GenServer as GenServer
+from ._gen_server import IdleTimeout as IdleTimeout
+from ._mailbox import Mailbox as Mailbox
+from ._mailbox import MailboxStatistics as MailboxStatistics
+from ._mailbox import Overflow as Overflow
+from ._node import Node as Node
+from ._node import run as run
+from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
+from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
+from ._supervisor import PERMANENT as PERMANENT
+from ._supervisor import REST_FOR_ONE as REST_FOR_ONE
+from ._supervisor import TEMPORARY as TEMPORARY
+from ._supervisor import TRANSIENT as TRANSIENT
+from ._supervisor import ActorSnapshot as ActorSnapshot
+from ._supervisor import ChildCount as ChildCount
+from ._supervisor import ChildInfo as ChildInfo
+from ._supervisor import Restart as Restart
+from ._supervisor import Strategy as Strategy
+from ._supervisor import SupervisorRef as SupervisorRef
+from ._supervisor import SupervisorSnapshot as SupervisorSnapshot
+from ._supervisor import SupervisorSpec as SupervisorSpec
+from ._supervisor import TreeSnapshot as TreeSnapshot
+from ._supervisor import WorkerSpec as WorkerSpec
+from ._supervisor import supervisor as supervisor
+from ._supervisor import worker as worker
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BRUTAL_KILL",
+    "DEAD_LETTERS",
+    "NOREPLY",
+    "ONE_FOR_ALL",
+    "ONE_FOR_ONE",
+    "PERMANENT",
+    "REST_FOR_ONE",
+    "TEMPORARY",
+    "TRANSIENT",
+    "ActorExited",
+    "ActorRef",
+    "ActorSnapshot",
+    "ActorStatistics",
+    "AlreadyPresent",
+    "AlreadyStarted",
+    "Broker",
+    "BrokerStatistics",
+    "CallTimeout",
+    "CalledSelf",
+    "Caller",
+    "ChildCount",
+    "ChildInfo",
+    "ChildRunning",
+    "DeadLetter",
+    "Down",
+    "Envelope",
+    "GenServer",
+    "IdleTimeout",
+    "InMemoryBroker",
+    "Mailbox",
+    "MailboxFull",
+    "MailboxStatistics",
+    "MonitorRef",
+    "NameTaken",
+    "Node",
+    "NotFound",
+    "OTPError",
+    "Overflow",
+    "Restart",
+    "StartFailed",
+    "Strategy",
+    "Subscription",
+    "SupervisorGaveUp",
+    "SupervisorRef",
+    "SupervisorSnapshot",
+    "SupervisorSpec",
+    "TimerRef",
+    "TreeSnapshot",
+    "WorkerSpec",
+    "is_normal_exit",
+    "message",
+    "message_type",
+    "run",
+    "supervisor",
+    "topic_matches",
+    "worker",
+]

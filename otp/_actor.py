@@ -1,0 +1,658 @@
+"""The actor process: its loop, :class:`ActorRef`, monitors, timers and the exit protocol.
+
+One actor incarnation is one task and one :class:`ActorRef`. The loop takes one message at
+a time from the mailbox and awaits the matching GenServer callback; nothing else is spawned
+per message. Everything that must happen when an actor exits (callers failed, monitors told,
+name freed, subscriptions and timers ended) happens synchronously in :meth:`ActorRef._exit`,
+so it cannot be interrupted by cancellation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, final
+
+import anyio
+import attrs
+
+from ._compat import Backend, Expired, Promise
+from ._exceptions import ActorExited, CalledSelf, CallTimeout, MailboxFull, SupervisorGaveUp
+from ._gen_server import NOREPLY, GenServer, IdleTimeout
+from ._mailbox import (
+    CALL,
+    CAST,
+    INFO,
+    Full,
+    Mailbox,
+    MailboxQueue,
+    MailboxStatistics,
+    Overflow,
+)
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
+    from ._node import Node
+
+__all__ = [
+    "BRUTAL_KILL",
+    "ActorRef",
+    "ActorStatistics",
+    "Down",
+    "MonitorRef",
+    "TimerRef",
+    "is_normal_exit",
+    "start_actor",
+]
+
+logger = logging.getLogger("otp")
+
+_ids = itertools.count(1)
+
+#: How many messages an actor handles back to back before it yields to other tasks.
+_BUDGET: Final = 64
+
+
+@final
+class _BrutalKill:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "otp.BRUTAL_KILL"
+
+    def __reduce__(self) -> str:
+        return "BRUTAL_KILL"
+
+
+#: ``shutdown=BRUTAL_KILL``: cancel the actor at once, without running ``terminate``.
+BRUTAL_KILL: Final = _BrutalKill()
+
+#: A shutdown timeout: seconds, ``None`` (wait forever) or :data:`BRUTAL_KILL`.
+Shutdown = float | int | None | _BrutalKill
+
+
+def check_shutdown(value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is a valid shutdown setting."""
+    if value is None or value is BRUTAL_KILL:
+        return
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or value < 0
+        or math.isnan(value)
+    ):
+        raise ValueError(
+            f"shutdown must be seconds >= 0, None (wait forever) or otp.BRUTAL_KILL, not {value!r}"
+        )
+
+
+def is_normal_exit(reason: object) -> bool:
+    """``True`` for OTP's normal exit reasons: ``"normal"``, ``"shutdown"`` and
+    ``("shutdown", term)``; everything else (exceptions included) is abnormal."""
+    if isinstance(reason, str):
+        return reason == "normal" or reason == "shutdown"
+    return isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown"
+
+
+class _Running:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<running>"
+
+
+_RUNNING: Final = _Running()
+
+
+@attrs.frozen
+class MonitorRef:
+    """The handle of one monitor (OTP's monitor reference)."""
+
+    id: int
+    target: ActorRef = attrs.field(repr=lambda r: repr(r))
+
+
+@attrs.frozen
+class Down:
+    """Delivered to ``handle_info`` when a monitored actor exits (OTP's ``'DOWN'`` message).
+
+    ``reason`` is ``"normal"``, ``"shutdown"``, ``"killed"``, ``"noproc"`` (it was already
+    dead when monitored) or the exception that crashed it.
+    """
+
+    ref: ActorRef
+    reason: Any
+    monitor: MonitorRef | None = attrs.field(default=None, eq=False, repr=False)
+
+
+@attrs.frozen
+class ActorStatistics:
+    """A snapshot of one actor's counters (``ref.statistics()``)."""
+
+    name: str | None
+    id: int
+    behaviour: str
+    alive: bool
+    messages_handled: int
+    uptime: float
+    mailbox: MailboxStatistics
+
+
+@attrs.define(eq=False)
+class TimerRef:
+    """A pending :meth:`GenServer.send_after`; :meth:`cancel` it to stop the delivery."""
+
+    message: Any
+    _owner: ActorRef = attrs.field(repr=False, alias="owner")
+    _scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope, repr=False, alias="scope")
+
+    def cancel(self) -> None:
+        """Cancel the timer; harmless if it already fired (``erlang:cancel_timer/1``)."""
+        self._scope.cancel()
+        self._owner._timers.discard(self)
+
+
+async def _run_timer(owner: ActorRef, timer: TimerRef, delay: float) -> None:
+    with timer._scope:
+        await anyio.sleep(delay)
+        owner._timers.discard(timer)
+        owner._deliver_control(timer.message)
+
+
+@attrs.define(eq=False, init=False, repr=False)
+class ActorRef:
+    """A handle on one actor incarnation (Erlang's pid).
+
+    Refs are hashable and equal only to themselves: a restarted actor has a new ref.
+    Every method may be called from any task of the node's event loop.
+    """
+
+    #: The registered name, or ``None``.
+    name: str | None
+    id: int
+    _node: Node
+    _server: GenServer
+    _backend: Backend
+    _mailbox: MailboxQueue
+    _parker: Any
+    _scope: anyio.CancelScope
+    _task: object
+    _alive: bool
+    _stop_reason: Any
+    _exit_reason: Any
+    _exit_waiters: list[Promise]
+    _monitors: dict[MonitorRef, Callable[[Down], None]]
+    _watching: dict[MonitorRef, ActorRef]
+    _pending: set[Promise]
+    _current: tuple[int, Any, Any] | None
+    _continues: deque[Any]
+    _timers: set[TimerRef]
+    _handled: int
+    _started_at: float
+    _shutdown_timeout: Shutdown
+    _escalate: bool
+    _init_failed: bool
+    _killed: bool
+
+    def __init__(
+        self,
+        node: Node,
+        server: GenServer,
+        name: str | None,
+        mailbox: Mailbox,
+        shutdown: Shutdown,
+    ) -> None:
+        backend = node._backend
+        self.name = name
+        self.id = next(_ids)
+        self._node = node
+        self._server = server
+        self._backend = backend
+        self._parker = parker = backend.parker()
+        self._mailbox = MailboxQueue(mailbox, parker, self._on_drop)
+        self._scope = anyio.CancelScope()
+        self._task = None
+        self._alive = True
+        self._stop_reason = _RUNNING
+        self._exit_reason = None
+        self._exit_waiters = []
+        self._monitors = {}
+        self._watching = {}
+        self._pending = set()
+        self._current = None
+        self._continues = deque()
+        self._timers = set()
+        self._handled = 0
+        self._started_at = time.monotonic()
+        self._shutdown_timeout = shutdown
+        self._escalate = False
+        self._init_failed = False
+        self._killed = False
+
+    def __repr__(self) -> str:
+        state = "alive" if self._alive else f"exited {self._exit_reason!r}"
+        name = f" {self.name!r}" if self.name is not None else ""
+        return f"<ActorRef{name} {type(self._server).__name__}#{self.id} {state}>"
+
+    # ------------------------------------------------------------------ public API
+
+    @property
+    def alive(self) -> bool:
+        """``True`` until the actor has exited (it is still alive while ``terminate`` runs)."""
+        return self._alive
+
+    @property
+    def exit_reason(self) -> Any:
+        """The exit reason once the actor has exited, else ``None``."""
+        return self._exit_reason
+
+    async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
+        """Send ``request`` to ``handle_call`` and wait for the reply (``gen_server:call/3``).
+
+        Raises :class:`otp.CallTimeout` after ``timeout`` seconds (``None`` waits forever;
+        the server keeps running and a late reply is dropped), :class:`otp.ActorExited` at
+        once if the actor is dead or dies before replying (a crash is the ``__cause__``),
+        :class:`otp.MailboxFull` if its overflow policy refuses or drops the request, and
+        :class:`otp.CalledSelf` if an actor calls itself.
+        """
+        if not self._alive:
+            raise self._exited_error()
+        backend = self._backend
+        if backend.current_task() is self._task:
+            raise CalledSelf(self)
+        caller = backend.promise()
+        item = (CALL, request, caller)
+        mailbox = self._mailbox
+        try:
+            mailbox.put(item)
+        except Full:
+            if mailbox._overflow is not Overflow.BLOCK:
+                raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+            if not await mailbox.put_blocking(item, backend):
+                raise self._exited_error() from None
+        try:
+            return await caller.wait(timeout)
+        except Expired:
+            raise CallTimeout(self, timeout or 0.0, request) from None
+
+    async def cast(self, message: Any) -> None:
+        """Send ``message`` to ``handle_cast`` without waiting for it to be handled.
+
+        A checkpoint, as every anyio operation is; :meth:`cast_nowait` is the non-yielding
+        fast path. A dead actor's message becomes a dead letter and ``cast`` returns
+        quietly; with ``Overflow.BLOCK`` it waits for room, with ``Overflow.FAIL`` a full
+        mailbox raises :class:`otp.MailboxFull`.
+        """
+        await self._backend.checkpoint()
+        await self._put(CAST, message)
+
+    def cast_nowait(self, message: Any) -> None:
+        """:meth:`cast` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
+        self._put_nowait(CAST, message)
+
+    async def send(self, message: Any) -> None:
+        """Send ``message`` to ``handle_info`` (Erlang's ``!``); otherwise as :meth:`cast`."""
+        await self._backend.checkpoint()
+        await self._put(INFO, message)
+
+    def send_nowait(self, message: Any) -> None:
+        """:meth:`send` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
+        self._put_nowait(INFO, message)
+
+    async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:
+        """Stop the actor once its current callback returns and wait until it has exited
+        (``gen_server:stop/3``): ``terminate(reason)`` runs, monitors get ``Down``.
+
+        Queued messages are not handled: waiting callers get ``ActorExited``, the rest
+        become dead letters. Stopping a dead actor returns at once. Called from inside the
+        actor itself it only requests the stop (it cannot wait for itself). Raises
+        :class:`otp.CallTimeout` if ``timeout`` passes first (the stop still goes on).
+        """
+        if not self._alive:
+            await self._backend.checkpoint()
+            return
+        self._request_stop(reason)
+        if self._backend.current_task() is self._task:
+            return
+        await self.join(timeout)
+
+    def kill(self) -> None:
+        """Cancel the actor at once without running ``terminate``; its exit reason is
+        ``"killed"`` (``exit(Pid, kill)``)."""
+        if self._alive:
+            self._killed = True
+            self._scope.cancel()
+
+    async def join(self, timeout: float | None = None) -> Any:
+        """Wait until the actor has exited and return its exit reason.
+
+        Raises :class:`otp.CallTimeout` if ``timeout`` passes first.
+        """
+        if not self._alive:
+            await self._backend.checkpoint()
+            return self._exit_reason
+        waiter = self._backend.promise()
+        self._exit_waiters.append(waiter)
+        try:
+            return await waiter.wait(timeout)
+        except Expired:
+            raise CallTimeout(self, timeout or 0.0, "join") from None
+
+    def statistics(self) -> ActorStatistics:
+        """A frozen snapshot of this actor's counters and mailbox (OTP's ``sys:statistics``)."""
+        return ActorStatistics(
+            name=self.name,
+            id=self.id,
+            behaviour=type(self._server).__qualname__,
+            alive=self._alive,
+            messages_handled=self._handled,
+            uptime=time.monotonic() - self._started_at,
+            mailbox=self._mailbox.statistics(),
+        )
+
+    # ------------------------------------------------------------------ sending
+
+    def _put_nowait(self, kind: int, message: Any) -> None:
+        if not self._alive:
+            self._node._dead_letter(self, message, "noproc")
+            return
+        mailbox = self._mailbox
+        try:
+            mailbox.put((kind, message, None))
+        except Full:
+            raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+
+    async def _put(self, kind: int, message: Any) -> None:
+        if not self._alive:
+            self._node._dead_letter(self, message, "noproc")
+            return
+        mailbox = self._mailbox
+        item = (kind, message, None)
+        try:
+            mailbox.put(item)
+        except Full:
+            if mailbox._overflow is not Overflow.BLOCK:
+                raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+            if not await mailbox.put_blocking(item, self._backend):
+                self._node._dead_letter(self, message, "noproc")
+
+    def _deliver_control(self, message: Any) -> None:
+        # Down notices and timer messages: never refused, never dropped.
+        if self._alive:
+            self._mailbox.put_control((INFO, message, None))
+
+    def _on_drop(self, item: tuple[int, Any, Any], why: str) -> None:
+        kind, message, caller = item
+        if kind == CALL:
+            mailbox = self._mailbox
+            caller.fail(MailboxFull(self, mailbox._capacity, mailbox._overflow))
+        self._node._dead_letter(self, message, why)
+
+    # ------------------------------------------------------------------ inside the actor
+
+    def _request_stop(self, reason: Any) -> None:
+        if self._alive and self._stop_reason is _RUNNING:
+            self._stop_reason = reason
+            self._parker.wake()
+
+    def _reply(self, caller: Promise, value: Any) -> None:
+        self._pending.discard(caller)
+        caller.resolve(value)
+
+    def _monitor(self, target: ActorRef) -> MonitorRef:
+        monitor = target._add_monitor(self._deliver_control)
+        if target._alive:
+            self._watching[monitor] = target
+        return monitor
+
+    def _demonitor(self, monitor: MonitorRef) -> bool:
+        self._watching.pop(monitor, None)
+        return monitor.target._monitors.pop(monitor, None) is not None
+
+    def _add_monitor(self, deliver: Callable[[Down], None]) -> MonitorRef:
+        """Call ``deliver(Down(...))`` once this actor exits (at once if it is dead)."""
+        monitor = MonitorRef(next(_ids), self)
+        if self._alive:
+            self._monitors[monitor] = deliver
+        else:
+            deliver(Down(self, "noproc", monitor))
+        return monitor
+
+    def _send_after(self, delay: float, message: Any) -> TimerRef:
+        if delay < 0 or math.isnan(delay):
+            raise ValueError(f"send_after delay must be seconds >= 0, not {delay!r}")
+        timer = TimerRef(message, owner=self)
+        if self._alive:
+            self._timers.add(timer)
+            self._node._task_group.start_soon(_run_timer, self, timer, delay)
+        return timer
+
+    # ------------------------------------------------------------------ the process
+
+    async def _run(self, args: tuple[Any, ...], started: Promise) -> None:
+        # Invariant: whatever happens, _exit runs exactly once, synchronously.
+        reason: Any = "killed"
+        try:
+            with self._scope:
+                self._task = self._backend.current_task()
+                if self._server._otp_owns_task_group:
+                    # Supervisors own the task group their children run in, so killing a
+                    # supervisor takes its whole subtree down with it (as links do in OTP).
+                    async with anyio.create_task_group() as task_group:
+                        self._server._otp_task_group = task_group
+                        reason = await self._lifecycle(args, started)
+                else:
+                    reason = await self._lifecycle(args, started)
+        finally:
+            self._exit(reason, started)
+        if self._escalate and isinstance(reason, SupervisorGaveUp):
+            # A top-level supervisor gave up: take the node's body down with it.
+            raise reason
+
+    async def _lifecycle(self, args: tuple[Any, ...], started: Promise) -> Any:
+        try:
+            await self._server.init(*args)
+        except Exception as exc:
+            self._init_failed = True
+            started.fail(exc)
+            return exc
+        started.resolve(self)
+        return await self._loop()
+
+    async def _loop(self) -> Any:
+        server = self._server
+        mailbox = self._mailbox
+        items = mailbox._items
+        parker = self._parker
+        continues = self._continues
+        checkpoint = self._backend.checkpoint
+        budget = _BUDGET
+        reason: Any
+        try:
+            while continues and self._stop_reason is _RUNNING:
+                await server.handle_continue(continues.popleft())
+            while self._stop_reason is _RUNNING:
+                if items:
+                    self._current = item = mailbox.get()
+                    kind, message, caller = item
+                    if kind == CALL:
+                        result = await server.handle_call(message, caller)
+                        if result is not NOREPLY:
+                            caller.resolve(result)
+                        elif not caller.done:
+                            self._pending.add(caller)
+                    elif kind == CAST:
+                        await server.handle_cast(message)
+                    else:
+                        await server.handle_info(message)
+                    self._current = None
+                    self._handled += 1
+                    while continues and self._stop_reason is _RUNNING:
+                        await server.handle_continue(continues.popleft())
+                    budget -= 1
+                    if not budget:
+                        budget = _BUDGET
+                        await checkpoint()
+                else:
+                    timeout = server.idle_timeout
+                    if (
+                        not await parker.park(timeout)
+                        and not items
+                        and self._stop_reason is _RUNNING
+                    ):
+                        await server.handle_info(IdleTimeout(timeout or 0.0))
+                        while continues and self._stop_reason is _RUNNING:
+                            await server.handle_continue(continues.popleft())
+        except Exception as exc:
+            reason = exc
+        else:
+            reason = self._stop_reason
+        try:
+            await server.terminate(reason)
+        except Exception as exc:
+            # As in OTP, a crash in terminate becomes the exit reason.
+            exc.__context__ = reason if isinstance(reason, BaseException) else None
+            reason = exc
+        return reason
+
+    def _exited_error(self, reason: Any = None) -> ActorExited:
+        if reason is None:
+            reason = self._exit_reason
+        error = ActorExited(self, reason)
+        if isinstance(reason, BaseException):
+            error.__cause__ = reason
+        return error
+
+    def _exit(self, reason: Any, started: Promise) -> None:
+        """Everything an exit implies, in OTP's order; synchronous, so never interrupted."""
+        self._alive = False
+        self._exit_reason = reason
+        node = self._node
+        if self.name is not None:
+            node._unregister(self.name, self)
+        for timer in list(self._timers):
+            timer.cancel()
+        node.broker._actor_exited(self)
+        if not started.done:
+            started.fail(self._exited_error(reason))
+        # Callers waiting on this actor are woken at once; other messages are dead letters.
+        current = self._current
+        self._current = None
+        if current is not None and current[0] == CALL:
+            current[2].fail(self._exited_error(reason))
+        for kind, message, caller in self._mailbox.close():
+            if kind == CALL:
+                caller.fail(self._exited_error(reason))
+            else:
+                node._dead_letter(self, message, "actor_exited")
+        for caller in self._pending:
+            caller.fail(self._exited_error(reason))
+        self._pending.clear()
+        for monitor, target in self._watching.items():
+            target._monitors.pop(monitor, None)
+        self._watching.clear()
+        monitors, self._monitors = self._monitors, {}
+        for monitor, deliver in monitors.items():
+            deliver(Down(self, reason, monitor))
+        waiters, self._exit_waiters = self._exit_waiters, []
+        for waiter in waiters:
+            waiter.resolve(reason)
+        if (
+            isinstance(reason, Exception)
+            and not self._init_failed
+            and not isinstance(reason, SupervisorGaveUp)
+        ):
+            logger.error(
+                "crash report: actor %r (%s) crashed while handling %r",
+                self,
+                type(self._server).__qualname__,
+                _describe_item(current),
+                exc_info=reason,
+                extra={"otp_event": "crash", "otp_actor": self, "otp_reason": reason},
+            )
+
+    async def _shutdown(self, shutdown: Shutdown, reason: Any = "shutdown") -> Any:
+        """Stop the actor as a supervisor does: ``terminate`` gets ``shutdown`` seconds, then
+        the actor is killed; :data:`BRUTAL_KILL` kills at once; ``None`` waits forever."""
+        if not self._alive:
+            return self._exit_reason
+        waiter = self._backend.promise()
+        self._exit_waiters.append(waiter)
+        if shutdown is BRUTAL_KILL:
+            self.kill()
+            return await waiter.wait(None)
+        self._request_stop(reason)
+        try:
+            return await waiter.wait(shutdown)  # type: ignore[arg-type]
+        except Expired:
+            logger.warning(
+                "actor %r did not stop within %ss of being asked; killing it",
+                self,
+                shutdown,
+                extra={"otp_event": "shutdown_timeout", "otp_actor": self},
+            )
+        waiter = self._backend.promise()
+        self._exit_waiters.append(waiter)
+        self.kill()
+        return await waiter.wait(None)
+
+
+def _describe_item(item: tuple[int, Any, Any] | None) -> str:
+    if item is None:
+        return "no message"
+    kind, message, _ = item
+    return f"{('call', 'cast', 'info')[kind]} {message!r}"
+
+
+async def start_actor(
+    node: Node,
+    task_group: TaskGroup,
+    cls: type[GenServer],
+    args: tuple[Any, ...],
+    *,
+    name: str | None = None,
+    mailbox: Mailbox | None = None,
+    shutdown: Shutdown = 5.0,
+    escalate: bool = False,
+    ref_class: type[ActorRef] | None = None,
+) -> ActorRef:
+    """Create, register and start an actor in ``task_group``; return once ``init`` is done.
+
+    Raises whatever ``init`` raised (the caller wraps it) and :class:`otp.NameTaken`.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, GenServer)):
+        raise TypeError(f"expected a GenServer subclass, got {cls!r}")
+    if mailbox is None:
+        mailbox = _DEFAULT_MAILBOX
+    elif not isinstance(mailbox, Mailbox):
+        raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
+    check_shutdown(shutdown)
+    server = cls()
+    ref = (ref_class or ActorRef)(node, server, name, mailbox, shutdown)
+    ref._escalate = escalate
+    server.ref = ref
+    server.node = node
+    if name is not None:
+        node._register(name, ref)
+    started = node._backend.promise()
+    try:
+        task_group.start_soon(ref._run, args, started, name=f"otp actor {name or cls.__name__}")
+    except BaseException:
+        if name is not None:
+            node._unregister(name, ref)
+        raise
+    try:
+        await started.wait(None)
+    except BaseException:
+        # The starter gave up (cancelled) or init failed: never leave a half-started actor.
+        ref.kill()
+        raise
+    return ref
+
+
+_DEFAULT_MAILBOX: Final = Mailbox()

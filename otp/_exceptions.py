@@ -1,0 +1,234 @@
+"""The exception family of anyotp, rooted at :class:`OTPError`.
+
+Every exception subclasses the builtin whose meaning it shares, builds its message in
+``__init__`` and names the actor involved and what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ActorExited",
+    "AlreadyPresent",
+    "AlreadyStarted",
+    "CallTimeout",
+    "CalledSelf",
+    "ChildRunning",
+    "MailboxFull",
+    "NameTaken",
+    "NotFound",
+    "OTPError",
+    "StartFailed",
+    "SupervisorGaveUp",
+]
+
+
+def describe(actor: object) -> str:
+    """Return a short human name for an actor or ref: its registered name, else its repr."""
+    name = getattr(actor, "name", None)
+    if name is not None:
+        return repr(name)
+    return repr(actor)
+
+
+class OTPError(Exception):
+    """Base class of every error raised by anyotp."""
+
+
+class ActorExited(OTPError, LookupError):
+    """The target actor is dead, or died while the caller was waiting on it.
+
+    Raised at once by :meth:`ActorRef.call` (never a hang). ``reason`` is the actor's exit
+    reason; when the actor crashed, the exception that crashed it is also ``__cause__``.
+    Erlang's counterpart is the caller exiting with ``{Reason, {gen_server, call, ...}}``.
+    """
+
+    def __init__(self, actor: object, reason: object) -> None:
+        self.actor = actor
+        self.reason = reason
+        if isinstance(reason, BaseException):
+            why = f"crashed with {type(reason).__name__}: {reason}"
+        else:
+            why = f"exited with reason {reason!r}"
+        super().__init__(
+            f"actor {describe(actor)} {why}; look it up again (node.whereis) or let its "
+            "supervisor restart it before retrying"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor, self.reason))
+
+
+class CallTimeout(OTPError, TimeoutError):
+    """A call got no reply within its timeout (also a :class:`TimeoutError`).
+
+    The server keeps running and a late reply is dropped. Pass a larger ``timeout=`` or make
+    the server reply sooner (return ``otp.NOREPLY`` and reply later from another task).
+    """
+
+    def __init__(self, actor: object, timeout: float, request: object = None) -> None:
+        self.actor = actor
+        self.timeout = timeout
+        self.request = request
+        super().__init__(
+            f"call to actor {describe(actor)} got no reply within {timeout:g}s "
+            f"(request {request!r}); the actor is still running: raise timeout= or make its "
+            "handle_call answer sooner"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor, self.timeout, self.request))
+
+
+class CalledSelf(OTPError, RuntimeError):
+    """An actor called itself, which would deadlock (Erlang exits with ``calling_self``)."""
+
+    def __init__(self, actor: object) -> None:
+        self.actor = actor
+        super().__init__(
+            f"actor {describe(actor)} called itself, which would deadlock; call the handler "
+            "method directly or cast the message to yourself instead"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor,))
+
+
+class MailboxFull(OTPError, OverflowError):
+    """The target's mailbox is full and its overflow policy refused the message."""
+
+    def __init__(self, actor: object, capacity: int | None, policy: object = None) -> None:
+        self.actor = actor
+        self.capacity = capacity
+        self.policy = policy
+        how = f" by overflow policy {policy}" if policy is not None else ""
+        super().__init__(
+            f"mailbox of actor {describe(actor)} is full ({capacity} messages); the message "
+            f"was refused{how}: retry later, raise its capacity or choose Overflow.BLOCK"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor, self.capacity, self.policy))
+
+
+class NameTaken(OTPError, ValueError):
+    """A name is already registered to a live actor on this node."""
+
+    def __init__(self, name: str, holder: object = None) -> None:
+        self.name = name
+        self.holder = holder
+        super().__init__(
+            f"name {name!r} is already registered to {holder!r}; pick another name or stop "
+            "that actor first (names free up when their actor exits)"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.holder))
+
+
+class NotFound(OTPError, LookupError):
+    """No child, actor or name of that identity exists where it was looked up."""
+
+    def __init__(self, what: str, where: str = "") -> None:
+        self.what = what
+        self.where = where
+        at = f" in {where}" if where else ""
+        super().__init__(f"{what} not found{at}; check the id (which_children lists them)")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.what, self.where))
+
+
+class AlreadyPresent(OTPError, ValueError):
+    """A child spec with that id already exists, stopped (OTP's ``already_present``)."""
+
+    def __init__(self, child_id: str, supervisor: str) -> None:
+        self.child_id = child_id
+        self.supervisor = supervisor
+        super().__init__(
+            f"child {child_id!r} is already present (stopped) in supervisor {supervisor!r}; "
+            "use restart_child to start it or delete_child to remove it first"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.child_id, self.supervisor))
+
+
+class AlreadyStarted(OTPError, ValueError):
+    """A child with that id is already running (OTP's ``already_started``)."""
+
+    def __init__(self, child_id: str, supervisor: str, ref: object = None) -> None:
+        self.child_id = child_id
+        self.supervisor = supervisor
+        self.ref = ref
+        super().__init__(
+            f"child {child_id!r} is already running in supervisor {supervisor!r} as {ref!r}; "
+            "terminate_child it first or pick another id"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.child_id, self.supervisor, self.ref))
+
+
+class ChildRunning(OTPError, RuntimeError):
+    """The child must be stopped first (OTP's ``running`` error)."""
+
+    def __init__(self, child_id: str, supervisor: str) -> None:
+        self.child_id = child_id
+        self.supervisor = supervisor
+        super().__init__(
+            f"child {child_id!r} of supervisor {supervisor!r} is running; terminate_child it first"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.child_id, self.supervisor))
+
+
+class StartFailed(OTPError, RuntimeError):
+    """A child's ``init`` raised; the children already started were stopped again.
+
+    The original exception is ``__cause__``. ``child`` names the child that failed.
+    """
+
+    def __init__(self, child: str, reason: object = None, where: str = "") -> None:
+        self.child = child
+        self.reason = reason
+        self.where = where
+        at = f" under {where!r}" if where else ""
+        if isinstance(reason, BaseException):
+            why = f"{type(reason).__name__}: {reason}"
+        else:
+            why = repr(reason)
+        super().__init__(
+            f"child {child!r}{at} failed to start ({why}); the siblings it started with were "
+            "stopped again: fix its init (see __cause__) and start it again"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.child, self.reason, self.where))
+
+
+class SupervisorGaveUp(OTPError, RuntimeError):
+    """A supervisor hit its restart intensity and stopped all of its children.
+
+    ``supervisor`` is its name, ``last`` the exit reason of the last crash that counted.
+    OTP's counterpart is the supervisor exiting with ``shutdown`` after
+    ``reached_max_restart_intensity``.
+    """
+
+    def __init__(
+        self, supervisor: str, max_restarts: int, within: float, last: object = None
+    ) -> None:
+        self.supervisor = supervisor
+        self.max_restarts = max_restarts
+        self.within = within
+        self.last = last
+        why = f"{type(last).__name__}: {last}" if isinstance(last, BaseException) else repr(last)
+        super().__init__(
+            f"supervisor {supervisor!r} gave up: more than {max_restarts} restarts within "
+            f"{within:g}s (last exit: {why}); fix the crashing child or raise max_restarts/within"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.supervisor, self.max_restarts, self.within, self.last))

@@ -1,0 +1,168 @@
+"""The GenServer behaviour: the callbacks a user overrides and the helpers they call.
+
+The loop that drives these callbacks lives in :mod:`otp._actor`; a message's way is
+``ref.call`` → mailbox → actor loop → ``handle_call`` → reply → caller.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Final, final
+
+import attrs
+
+if TYPE_CHECKING:
+    from ._actor import ActorRef, MonitorRef, TimerRef
+    from ._compat import Promise as Caller
+    from ._node import Node
+
+__all__ = ["NOREPLY", "GenServer", "IdleTimeout"]
+
+logger = logging.getLogger("otp")
+
+
+@final
+class _NoReply:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "otp.NOREPLY"
+
+    def __reduce__(self) -> str:
+        return "NOREPLY"
+
+
+#: Return this from ``handle_call`` to answer later with :meth:`GenServer.reply`
+#: (OTP's ``{noreply, State}``).
+NOREPLY: Final = _NoReply()
+
+
+@attrs.frozen
+class IdleTimeout:
+    """Delivered to ``handle_info`` when no message arrived for ``GenServer.idle_timeout``
+    seconds (OTP's ``timeout`` message after ``{noreply, State, Timeout}``)."""
+
+    after: float
+
+
+class GenServer:
+    """Base class of a generic server (Erlang's ``gen_server`` behaviour).
+
+    Subclass it and override the callbacks you need. The runtime creates the instance with
+    no arguments, sets :attr:`ref` and :attr:`node`, then awaits ``init(*args)``; the actor
+    counts as started when ``init`` returns. Callbacks run one at a time, in mailbox order.
+
+    An exception escaping any callback crashes the actor: ``terminate`` runs with the
+    exception as the reason, pending callers get :class:`otp.ActorExited`, monitors get
+    :class:`otp.Down` and the name is freed.
+    """
+
+    #: Seconds without a message after which ``handle_info(IdleTimeout(...))`` runs; ``None``
+    #: disables it. Unlike OTP's per-return timeout it stays in force until changed.
+    idle_timeout: float | None = None
+
+    ref: ActorRef
+    node: Node
+
+    # Internal: behaviours that run children (supervisors) get a task group of their own.
+    _otp_owns_task_group: bool = False
+    _otp_task_group: Any = None
+
+    # ------------------------------------------------------------------ callbacks
+
+    async def init(self, *args: Any) -> None:
+        """Prepare the state; runs before the actor is started (``gen_server:init/1``).
+
+        Raising makes the start fail with :class:`otp.StartFailed`.
+        """
+        if args:
+            raise TypeError(
+                f"{type(self).__name__} got start arguments {args!r} but does not "
+                "override init(); define async def init(self, ...) to take them"
+            )
+
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
+        """Answer a :meth:`ActorRef.call`; the return value is the reply.
+
+        Return :data:`otp.NOREPLY` to reply later with :meth:`reply`. The default crashes
+        the actor, as an unhandled call does in OTP.
+        """
+        raise NotImplementedError(
+            f"{type(self).__name__} got call {request!r} but does not define handle_call"
+        )
+
+    async def handle_cast(self, message: Any) -> None:
+        """Handle a :meth:`ActorRef.cast` (``gen_server:handle_cast/2``). The default crashes."""
+        raise NotImplementedError(
+            f"{type(self).__name__} got cast {message!r} but does not define handle_cast"
+        )
+
+    async def handle_info(self, message: Any) -> None:
+        """Handle anything else: sends, broker messages, :class:`otp.Down`, timers.
+
+        The default logs the message and ignores it, as OTP's default does.
+        """
+        logger.warning(
+            "actor %s received an unexpected message %r (define handle_info to use it)",
+            self.ref,
+            message,
+        )
+
+    async def handle_continue(self, arg: Any) -> None:
+        """Continue work scheduled with :meth:`continue_with`, before any queued message
+        (OTP's ``handle_continue/2``). The default crashes."""
+        raise NotImplementedError(
+            f"{type(self).__name__} scheduled continue_with({arg!r}) but does not define "
+            "handle_continue"
+        )
+
+    async def terminate(self, reason: Any) -> None:
+        """Clean up; runs on stop, shutdown or crash with the exit reason (``"normal"``,
+        ``"shutdown"``, or the exception). Not run when the actor is killed."""
+
+    # ------------------------------------------------------------------ helpers
+
+    def reply(self, caller: Caller, value: Any) -> None:
+        """Answer a call for which ``handle_call`` returned :data:`NOREPLY`
+        (``gen_server:reply/2``). A reply to a caller that gave up is dropped."""
+        self.ref._reply(caller, value)
+
+    def stop(self, reason: Any = "normal") -> None:
+        """End this actor once the current callback returns (OTP's ``{stop, Reason, ...}``)."""
+        self.ref._request_stop(reason)
+
+    def continue_with(self, arg: Any) -> None:
+        """Run ``handle_continue(arg)`` once the current callback returns, before any
+        queued message (OTP's ``{continue, Arg}``)."""
+        self.ref._continues.append(arg)
+
+    def monitor(self, ref: ActorRef) -> MonitorRef:
+        """Watch ``ref``: when it exits, ``handle_info`` gets ``otp.Down(ref, reason)``.
+
+        An actor that is already dead gives ``Down`` with reason ``"noproc"`` at once
+        (``erlang:monitor/2``).
+        """
+        return self.ref._monitor(ref)
+
+    def demonitor(self, monitor: MonitorRef) -> bool:
+        """Stop watching; returns ``False`` if the monitor had already fired or ended."""
+        return self.ref._demonitor(monitor)
+
+    def send_after(self, delay: float, message: Any) -> TimerRef:
+        """Deliver ``message`` to this actor's ``handle_info`` after ``delay`` seconds
+        (``erlang:send_after/3``). Cancelled with the returned handle or when the actor exits."""
+        return self.ref._send_after(delay, message)
+
+    async def subscribe(self, topic: str) -> None:
+        """Receive messages published on ``topic`` (wildcards allowed) in ``handle_info``.
+
+        The subscription ends when the actor exits."""
+        await self.node.broker._subscribe_actor(self.ref, topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        """End a subscription made with :meth:`subscribe`."""
+        await self.node.broker._unsubscribe_actor(self.ref, topic)
+
+    async def publish(self, topic: str, message: Any) -> None:
+        """Publish ``message`` on ``topic`` with this actor as the sender."""
+        await self.node.broker.publish(topic, message, sender=self.ref)

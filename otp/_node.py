@@ -1,0 +1,221 @@
+"""The Node: root task group, name registry, broker slot, and :func:`run`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+import anyio
+from anyio.abc import TaskGroup
+
+from . import _compat
+from ._actor import ActorRef, Shutdown, start_actor
+from ._broker import Broker, DeadLetter, InMemoryBroker
+from ._exceptions import NameTaken, StartFailed, SupervisorGaveUp
+from ._gen_server import GenServer
+from ._mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from ._supervisor import SupervisorRef, SupervisorSpec, TreeSnapshot, WorkerSpec
+
+__all__ = ["Node", "run"]
+
+logger = logging.getLogger("otp")
+
+T = TypeVar("T")
+
+
+class Node:
+    """The root of an anyotp program: owns the root task group, the name registry and the
+    broker (``otp.Node(broker=...)``; in-memory by default).
+
+    Use it as an async context manager. Leaving it stops every actor and supervisor it
+    started, in reverse start order (each gets its ``shutdown`` time for ``terminate``),
+    and no task outlives it. If a top-level supervisor gives up, the body is cancelled at
+    once and leaving raises :class:`otp.SupervisorGaveUp`.
+    """
+
+    def __init__(self, *, broker: Broker | None = None, name: str = "nonode") -> None:
+        self.name = name
+        self.broker: Broker = broker if broker is not None else InMemoryBroker()
+        self._registry: dict[str, Any] = {}
+        # Top-level actors and supervisors, in start order (dict keeps insertion order).
+        self._top: dict[ActorRef, None] = {}
+        self._task_group_cm: TaskGroup | None = None
+        self._entered = False
+        self._closing = False
+
+    def __repr__(self) -> str:
+        return f"<otp.Node {self.name!r} actors={len(self._top)}>"
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Node:
+        if self._entered:
+            raise RuntimeError(f"{self!r} was already entered; create a new Node")
+        self._entered = True
+        self._backend = _compat.backend()
+        task_group = anyio.create_task_group()
+        await task_group.__aenter__()
+        self._task_group_cm = task_group
+        try:
+            await self.broker._attach(self)
+        except BaseException as exc:
+            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        task_group = self._task_group_cm
+        assert task_group is not None
+        self._closing = True
+        with anyio.CancelScope(shield=True):
+            await self._stop_all()
+            try:
+                await self.broker._detach(self)
+            finally:
+                # Anything still running (timers of exited actors, stragglers) ends here.
+                task_group.cancel_scope.cancel()
+        try:
+            return await task_group.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # A lone give-up is raised bare, so both `except` and `except*` catch it.
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], SupervisorGaveUp):
+                raise group.exceptions[0] from None
+            raise
+
+    async def _stop_all(self) -> None:
+        for ref in reversed(list(self._top)):
+            await ref._shutdown(ref._shutdown_timeout)
+
+    @property
+    def _task_group(self) -> TaskGroup:
+        if self._task_group_cm is None:
+            raise RuntimeError("use the Node as `async with otp.Node() as node:` first")
+        return self._task_group_cm
+
+    # ------------------------------------------------------------------ actors
+
+    async def spawn(
+        self,
+        cls: type[GenServer],
+        *args: Any,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        shutdown: Shutdown = 5.0,
+    ) -> ActorRef:
+        """Start an actor that no supervisor watches and return its ref once ``init`` has
+        finished.
+
+        Its crash is logged and reported to its monitors; it never takes the node down.
+        Raises :class:`otp.NameTaken` if ``name`` is registered, :class:`otp.StartFailed`
+        (cause: the exception) if ``init`` raises. Pass keyword arguments for ``init``
+        with :func:`functools.partial`-style wrappers or as positional arguments.
+        """
+        return await self._start_top(cls, args, name, mailbox, shutdown)
+
+    async def _start_top(
+        self,
+        cls: type[GenServer],
+        args: tuple[Any, ...],
+        name: str | None,
+        mailbox: Mailbox | None,
+        shutdown: Shutdown,
+        *,
+        escalate: bool = False,
+        ref_class: type[ActorRef] | None = None,
+    ) -> ActorRef:
+        if self._closing:
+            raise RuntimeError(f"{self!r} is shutting down; it starts no new actors")
+        try:
+            ref = await start_actor(
+                self,
+                self._task_group,
+                cls,
+                args,
+                name=name,
+                mailbox=mailbox,
+                shutdown=shutdown,
+                escalate=escalate,
+                ref_class=ref_class,
+            )
+        except (NameTaken, TypeError, ValueError, StartFailed):
+            raise
+        except Exception as exc:
+            raise StartFailed(name or str(getattr(cls, "__name__", cls)), exc) from exc
+        self._top[ref] = None
+        ref._add_monitor(lambda down: self._top.pop(down.ref, None))
+        return ref
+
+    @overload
+    async def start(self, spec: SupervisorSpec) -> SupervisorRef: ...
+
+    @overload
+    async def start(self, spec: WorkerSpec) -> ActorRef: ...
+
+    async def start(self, spec: SupervisorSpec | WorkerSpec) -> ActorRef:
+        """Start a ``worker(...)`` or ``supervisor(...)`` spec at the top of this node.
+
+        Returns its ref once every ``init`` in the subtree has finished. If a child fails
+        to start, the ones already started are stopped and :class:`otp.StartFailed` names
+        it. A top-level supervisor that gives up cancels the body of ``async with Node()``
+        and leaving the node raises :class:`otp.SupervisorGaveUp`.
+        """
+        from ._supervisor import start_top
+
+        return await start_top(self, spec)
+
+    def whereis(self, name: str) -> Any:
+        """The live ref registered under ``name``, or ``None`` (``erlang:whereis/1``)."""
+        return self._registry.get(name)
+
+    def registered(self) -> list[str]:
+        """The names registered now (``erlang:registered/0``)."""
+        return list(self._registry)
+
+    def tree(self) -> TreeSnapshot:
+        """An immutable snapshot of every supervisor and actor on this node; renders with
+        rich."""
+        from ._supervisor import snapshot_node
+
+        return snapshot_node(self)
+
+    # ------------------------------------------------------------------ registry
+
+    def _register(self, name: str, ref: Any) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"an actor name must be a non-empty str, not {name!r}")
+        holder = self._registry.get(name)
+        if holder is not None:
+            raise NameTaken(name, holder)
+        self._registry[name] = ref
+
+    def _unregister(self, name: str, ref: Any) -> None:
+        if self._registry.get(name) is ref:
+            del self._registry[name]
+
+    def _dead_letter(self, recipient: Any, message: Any, reason: str) -> None:
+        self.broker._dead_letter(DeadLetter(message=message, recipient=recipient, reason=reason))
+
+
+def run(
+    main: Callable[..., Awaitable[T]],
+    *args: Any,
+    backend: str = "asyncio",
+    backend_options: dict[str, Any] | None = None,
+) -> T:
+    """Run ``main(*args)`` on ``backend`` (``"asyncio"`` or ``"trio"``) and return its result.
+
+    A thin wrapper over :func:`anyio.run`; the same program runs unchanged on both.
+    Raises ``ValueError`` for any other backend name.
+    """
+    if backend not in ("asyncio", "trio"):
+        raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
+    return anyio.run(main, *args, backend=backend, backend_options=backend_options)

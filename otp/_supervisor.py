@@ -1,0 +1,742 @@
+"""Supervisors: child specs, restart strategies, restart intensity and dynamic children.
+
+A supervisor is itself an actor (OTP's supervisor is a gen_server). It owns the task group
+its children run in, so a supervisor that dies takes its subtree with it. Children start in
+order and stop in reverse order; each exit is handled by the strategy:
+
+* ``ONE_FOR_ONE``: restart the child that exited;
+* ``ONE_FOR_ALL``: stop the others (reverse order), restart all (start order);
+* ``REST_FOR_ONE``: stop the children started after it (reverse), restart it and them.
+
+Restarts are counted per supervisor: more than ``max_restarts`` within ``within`` seconds
+and the supervisor stops every child and exits with :class:`otp.SupervisorGaveUp`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Final, Literal
+
+import attrs
+
+from ._actor import (
+    ActorRef,
+    Down,
+    MonitorRef,
+    Shutdown,
+    check_shutdown,
+    is_normal_exit,
+    start_actor,
+)
+from ._exceptions import (
+    AlreadyPresent,
+    AlreadyStarted,
+    ChildRunning,
+    NotFound,
+    OTPError,
+    StartFailed,
+    SupervisorGaveUp,
+)
+from ._gen_server import GenServer
+from ._mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from ._compat import Promise
+    from ._node import Node
+
+__all__ = [
+    "ONE_FOR_ALL",
+    "ONE_FOR_ONE",
+    "PERMANENT",
+    "REST_FOR_ONE",
+    "TEMPORARY",
+    "TRANSIENT",
+    "ActorSnapshot",
+    "ChildCount",
+    "ChildInfo",
+    "Restart",
+    "Strategy",
+    "SupervisorRef",
+    "SupervisorSnapshot",
+    "SupervisorSpec",
+    "TreeSnapshot",
+    "WorkerSpec",
+    "supervisor",
+    "worker",
+]
+
+logger = logging.getLogger("otp")
+
+
+class Restart(enum.Enum):
+    """When a supervisor restarts a child that exited (OTP's ``restart`` child spec key)."""
+
+    #: Always restarted.
+    PERMANENT = "permanent"
+    #: Restarted only after an abnormal exit (not ``"normal"``, not ``"shutdown"``).
+    TRANSIENT = "transient"
+    #: Never restarted, and removed from the children once it exits.
+    TEMPORARY = "temporary"
+
+    def __repr__(self) -> str:
+        return f"otp.{self.name}"
+
+    __str__ = __repr__
+
+
+class Strategy(enum.Enum):
+    """How a supervisor reacts to a child's exit."""
+
+    ONE_FOR_ONE = "one_for_one"
+    ONE_FOR_ALL = "one_for_all"
+    REST_FOR_ONE = "rest_for_one"
+
+    def __repr__(self) -> str:
+        return f"otp.{self.name}"
+
+    __str__ = __repr__
+
+
+PERMANENT: Final = Restart.PERMANENT
+TRANSIENT: Final = Restart.TRANSIENT
+TEMPORARY: Final = Restart.TEMPORARY
+ONE_FOR_ONE: Final = Strategy.ONE_FOR_ONE
+ONE_FOR_ALL: Final = Strategy.ONE_FOR_ALL
+REST_FOR_ONE: Final = Strategy.REST_FOR_ONE
+
+
+# ---------------------------------------------------------------------------- specs
+
+
+def _shutdown_validator(instance: object, attribute: object, value: Any) -> None:
+    check_shutdown(value)
+
+
+@attrs.frozen
+class WorkerSpec:
+    """How to start one worker actor; build it with :func:`worker`."""
+
+    cls: type[GenServer]
+    args: tuple[Any, ...]
+    id: str
+    name: str | None = None
+    restart: Restart = Restart.PERMANENT
+    shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown_validator)
+    mailbox: Mailbox | None = None
+
+    kind: Literal["worker"] = "worker"
+
+
+@attrs.frozen
+class SupervisorSpec:
+    """How to start a supervisor and its children; build it with :func:`supervisor`."""
+
+    name: str
+    children: tuple[WorkerSpec | SupervisorSpec, ...]
+    strategy: Strategy = Strategy.ONE_FOR_ONE
+    max_restarts: int = 3
+    within: float = 5.0
+    id: str = ""
+    restart: Restart = Restart.PERMANENT
+    shutdown: Shutdown = attrs.field(default=None, validator=_shutdown_validator)
+
+    kind: Literal["supervisor"] = "supervisor"
+
+
+ChildSpec = WorkerSpec | SupervisorSpec
+
+
+def worker(
+    cls: type[GenServer],
+    *args: Any,
+    name: str | None = None,
+    id: str | None = None,
+    restart: Restart = Restart.PERMANENT,
+    shutdown: Shutdown = 5.0,
+    mailbox: Mailbox | None = None,
+) -> WorkerSpec:
+    """A child spec for a worker: ``cls`` started with ``init(*args)``.
+
+    ``id`` (unique within the supervisor) defaults to ``name``, else the class name.
+    ``restart`` is ``PERMANENT``, ``TRANSIENT`` or ``TEMPORARY``; ``shutdown`` is the
+    seconds ``terminate`` may take before the child is killed, :data:`otp.BRUTAL_KILL` or
+    ``None`` (wait forever). Raises ``TypeError``/``ValueError`` on bad input.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, GenServer)):
+        raise TypeError(f"worker() needs a GenServer subclass, got {cls!r}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"name must be a non-empty str or None, not {name!r}")
+    if not isinstance(restart, Restart):
+        raise TypeError(f"restart must be otp.PERMANENT, TRANSIENT or TEMPORARY, not {restart!r}")
+    if mailbox is not None and not isinstance(mailbox, Mailbox):
+        raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
+    child_id = id if id is not None else (name if name is not None else cls.__name__)
+    return WorkerSpec(
+        cls=cls,
+        args=args,
+        id=child_id,
+        name=name,
+        restart=restart,
+        shutdown=shutdown,
+        mailbox=mailbox,
+    )
+
+
+def supervisor(
+    name: str,
+    children: Sequence[ChildSpec] = (),
+    strategy: Strategy = Strategy.ONE_FOR_ONE,
+    max_restarts: int = 3,
+    within: float = 5.0,
+    id: str | None = None,
+    restart: Restart = Restart.PERMANENT,
+    shutdown: Shutdown = None,
+) -> SupervisorSpec:
+    """A supervisor spec; supervisors nest. The supervisor registers under ``name``.
+
+    More than ``max_restarts`` restarts within ``within`` seconds (Erlang's MaxR/MaxT,
+    counted across all children) makes it give up. Child ids must be unique: a duplicate
+    raises ``ValueError`` here.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a supervisor needs a non-empty str name, not {name!r}")
+    if not isinstance(strategy, Strategy):
+        raise TypeError(
+            f"strategy must be otp.ONE_FOR_ONE, ONE_FOR_ALL or REST_FOR_ONE, not {strategy!r}"
+        )
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
+    if isinstance(within, bool) or not isinstance(within, (int, float)) or not within > 0:
+        raise ValueError(f"within must be seconds > 0, not {within!r}")
+    if not isinstance(restart, Restart):
+        raise TypeError(f"restart must be otp.PERMANENT, TRANSIENT or TEMPORARY, not {restart!r}")
+    specs = tuple(children)
+    seen: set[str] = set()
+    for spec in specs:
+        if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
+            raise TypeError(
+                f"children of supervisor {name!r} must be otp.worker(...) or "
+                f"otp.supervisor(...) specs, not {spec!r}"
+            )
+        if spec.id in seen:
+            raise ValueError(
+                f"supervisor {name!r} has two children with id {spec.id!r}; "
+                "give each a unique id= (or name=)"
+            )
+        seen.add(spec.id)
+    return SupervisorSpec(
+        name=name,
+        children=specs,
+        strategy=strategy,
+        max_restarts=max_restarts,
+        within=float(within),
+        id=id if id is not None else name,
+        restart=restart,
+        shutdown=shutdown,
+    )
+
+
+@attrs.frozen
+class ChildInfo:
+    """One row of :meth:`SupervisorRef.which_children` (OTP's ``{Id, Child, Type, Modules}``).
+
+    ``ref`` is ``None`` when the child is not running; ``restarting`` is ``True`` while a
+    failed restart waits to be retried.
+    """
+
+    id: str
+    ref: ActorRef | None
+    kind: Literal["worker", "supervisor"]
+    restart: Restart
+    restarting: bool = False
+
+
+@attrs.frozen
+class ChildCount:
+    """:meth:`SupervisorRef.count_children` (OTP's ``count_children/1``)."""
+
+    specs: int
+    active: int
+    supervisors: int
+    workers: int
+
+
+# ---------------------------------------------------------------------------- the server
+
+
+@attrs.define(eq=False)
+class _Child:
+    spec: ChildSpec
+    ref: ActorRef | None = None
+    monitor: MonitorRef | None = None
+    restarting: bool = False
+    restarts: int = 0
+
+
+@attrs.frozen
+class _TryAgain:
+    ids: tuple[str, ...]
+
+
+@attrs.frozen
+class _Failed:
+    error: BaseException
+
+
+@attrs.frozen
+class _Call:
+    op: str
+    arg: Any = None
+
+
+class _Supervisor(GenServer):
+    _otp_owns_task_group = True
+
+    async def init(self, spec: SupervisorSpec) -> None:
+        self.spec = spec
+        self.children: list[_Child] = []
+        self.restart_times: deque[float] = deque()
+        self.total_restarts = 0
+        self.gave_up = False
+        for child_spec in spec.children:
+            child = _Child(child_spec)
+            self.children.append(child)
+            try:
+                await self._start(child)
+            except BaseException:
+                await self._stop_all()
+                raise
+
+    # -------------------------------------------------------------- starting and stopping
+
+    async def _start(self, child: _Child) -> ActorRef:
+        spec = child.spec
+        try:
+            if isinstance(spec, WorkerSpec):
+                ref = await start_actor(
+                    self.node,
+                    self._otp_task_group,
+                    spec.cls,
+                    spec.args,
+                    name=spec.name,
+                    mailbox=spec.mailbox,
+                    shutdown=spec.shutdown,
+                )
+            else:
+                ref = await start_actor(
+                    self.node,
+                    self._otp_task_group,
+                    _Supervisor,
+                    (spec,),
+                    name=spec.name,
+                    shutdown=spec.shutdown,
+                    ref_class=SupervisorRef,
+                )
+        except StartFailed:
+            raise
+        except Exception as exc:
+            raise StartFailed(spec.id, exc, where=self.spec.name) from exc
+        child.ref = ref
+        child.restarting = False
+        child.monitor = self.monitor(ref)
+        logger.debug(
+            "supervisor %r started child %r as %r",
+            self.spec.name,
+            spec.id,
+            ref,
+            extra={"otp_event": "child_started", "otp_supervisor": self.ref, "otp_actor": ref},
+        )
+        return ref
+
+    async def _stop(self, child: _Child) -> None:
+        ref = child.ref
+        if ref is None:
+            return
+        if child.monitor is not None:
+            self.demonitor(child.monitor)
+        child.ref = None
+        child.monitor = None
+        await ref._shutdown(child.spec.shutdown)
+
+    async def _stop_all(self) -> None:
+        for child in reversed(self.children):
+            await self._stop(child)
+
+    async def terminate(self, reason: Any) -> None:
+        await self._stop_all()
+
+    def _find(self, child_id: str) -> _Child | None:
+        for child in self.children:
+            if child.spec.id == child_id:
+                return child
+        return None
+
+    # -------------------------------------------------------------- exits and restarts
+
+    async def handle_info(self, message: Any) -> None:
+        if isinstance(message, Down):
+            for child in self.children:
+                if child.ref is message.ref:
+                    child.ref = None
+                    child.monitor = None
+                    await self._child_exited(child, message.reason)
+                    return
+            return  # a child we had already stopped
+        if isinstance(message, _TryAgain):
+            todo = [
+                c
+                for child_id in message.ids
+                if (c := self._find(child_id)) is not None and c.restarting
+            ]
+            await self._restart(todo)
+            return
+        await super().handle_info(message)
+
+    async def _child_exited(self, child: _Child, reason: Any) -> None:
+        spec = child.spec
+        gave_up = isinstance(reason, SupervisorGaveUp)
+        # As in OTP, a child supervisor that gave up exits with reason "shutdown".
+        effective = "shutdown" if gave_up else reason
+        restart = spec.restart
+        if restart is Restart.TEMPORARY or (
+            restart is Restart.TRANSIENT and is_normal_exit(effective)
+        ):
+            logger.log(
+                logging.ERROR if gave_up or not is_normal_exit(effective) else logging.DEBUG,
+                "supervisor %r: child %r exited (%s); %s restart, not restarted",
+                self.spec.name,
+                spec.id,
+                _reason_text(reason),
+                restart.value,
+                extra={
+                    "otp_event": "child_exited",
+                    "otp_supervisor": self.ref,
+                    "otp_reason": reason,
+                },
+            )
+            if restart is Restart.TEMPORARY:
+                self.children.remove(child)
+            return
+        logger.log(
+            logging.DEBUG if is_normal_exit(effective) and not gave_up else logging.ERROR,
+            "supervisor %r: child %r exited (%s); restarting (%s)",
+            self.spec.name,
+            spec.id,
+            _reason_text(reason),
+            self.spec.strategy.value,
+            extra={"otp_event": "child_exited", "otp_supervisor": self.ref, "otp_reason": reason},
+        )
+        self._count_restart(reason)
+        strategy = self.spec.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            affected = [child]
+        else:
+            index = self.children.index(child)
+            affected = (
+                list(self.children) if strategy is Strategy.ONE_FOR_ALL else self.children[index:]
+            )
+            for other in reversed(affected):
+                if other is not child:
+                    await self._stop(other)
+            for other in affected:
+                if other is not child and other.spec.restart is Restart.TEMPORARY:
+                    # A temporary bystander is not restarted, and leaves the list.
+                    self.children.remove(other)
+            affected = [c for c in affected if c in self.children]
+        await self._restart(affected)
+
+    def _count_restart(self, reason: Any) -> None:
+        now = time.monotonic()
+        times = self.restart_times
+        times.append(now)
+        horizon = now - self.spec.within
+        while times and times[0] < horizon:
+            times.popleft()
+        if len(times) > self.spec.max_restarts:
+            self.gave_up = True
+            error = SupervisorGaveUp(
+                self.spec.name, self.spec.max_restarts, self.spec.within, reason
+            )
+            logger.error(
+                "supervisor %r reached its restart intensity (%d restarts in %gs) and gives "
+                "up: stopping its children (last exit: %s)",
+                self.spec.name,
+                self.spec.max_restarts,
+                self.spec.within,
+                _reason_text(reason),
+                extra={"otp_event": "gave_up", "otp_supervisor": self.ref, "otp_reason": reason},
+            )
+            raise error
+        self.total_restarts += 1
+
+    async def _restart(self, todo: list[_Child]) -> None:
+        for position, child in enumerate(todo):
+            if child.ref is not None:
+                continue
+            try:
+                await self._start(child)
+            except StartFailed as exc:
+                rest = todo[position:]
+                for c in rest:
+                    c.restarting = True
+                logger.error(
+                    "supervisor %r: restarting child %r failed (%s); will try again",
+                    self.spec.name,
+                    child.spec.id,
+                    _reason_text(exc.__cause__ or exc),
+                    extra={"otp_event": "restart_failed", "otp_supervisor": self.ref},
+                )
+                # A failed restart counts toward the intensity; other requests (a shutdown,
+                # say) are served before the retry, as OTP's try_again_restart does.
+                self._count_restart(exc.__cause__ or exc)
+                self.ref._deliver_control(_TryAgain(tuple(c.spec.id for c in rest)))
+                return
+            child.restarts += 1
+            logger.info(
+                "supervisor %r restarted child %r as %r",
+                self.spec.name,
+                child.spec.id,
+                child.ref,
+                extra={
+                    "otp_event": "child_restarted",
+                    "otp_supervisor": self.ref,
+                    "otp_actor": child.ref,
+                },
+            )
+
+    # -------------------------------------------------------------- the dynamic API
+
+    async def handle_call(self, request: Any, caller: Promise) -> Any:
+        if not isinstance(request, _Call):
+            raise NotImplementedError(
+                f"supervisor {self.spec.name!r} got an unknown call {request!r}"
+            )
+        try:
+            return await getattr(self, f"_op_{request.op}")(request.arg)
+        except OTPError as exc:
+            return _Failed(exc)
+
+    async def _op_which_children(self, arg: None) -> list[ChildInfo]:
+        return [
+            ChildInfo(c.spec.id, c.ref, c.spec.kind, c.spec.restart, c.restarting)
+            for c in self.children
+        ]
+
+    async def _op_count_children(self, arg: None) -> ChildCount:
+        sups = sum(1 for c in self.children if c.spec.kind == "supervisor")
+        return ChildCount(
+            specs=len(self.children),
+            active=sum(1 for c in self.children if c.ref is not None),
+            supervisors=sups,
+            workers=len(self.children) - sups,
+        )
+
+    async def _op_start_child(self, spec: ChildSpec) -> ActorRef:
+        existing = self._find(spec.id)
+        if existing is not None:
+            if existing.ref is not None:
+                raise AlreadyStarted(spec.id, self.spec.name, existing.ref)
+            raise AlreadyPresent(spec.id, self.spec.name)
+        child = _Child(spec)
+        ref = await self._start(child)
+        self.children.append(child)
+        return ref
+
+    async def _op_terminate_child(self, target: str | ActorRef) -> None:
+        child = self._lookup(target)
+        await self._stop(child)
+        child.restarting = False
+        if child.spec.restart is Restart.TEMPORARY:
+            self.children.remove(child)
+
+    async def _op_restart_child(self, child_id: str) -> ActorRef:
+        child = self._lookup(child_id)
+        if child.ref is not None:
+            raise ChildRunning(child.spec.id, self.spec.name)
+        return await self._start(child)
+
+    async def _op_delete_child(self, child_id: str) -> None:
+        child = self._lookup(child_id)
+        if child.ref is not None:
+            raise ChildRunning(child.spec.id, self.spec.name)
+        self.children.remove(child)
+
+    def _lookup(self, target: str | ActorRef) -> _Child:
+        found: _Child | None
+        if isinstance(target, ActorRef):
+            found = next((c for c in self.children if c.ref is target), None)
+        else:
+            found = self._find(target)
+        if found is None:
+            raise NotFound(f"child {target!r}", f"supervisor {self.spec.name!r}")
+        return found
+
+
+def _reason_text(reason: Any) -> str:
+    if isinstance(reason, BaseException):
+        return f"{type(reason).__name__}: {reason}"
+    return repr(reason)
+
+
+@attrs.define(eq=False, init=False, repr=False)
+class SupervisorRef(ActorRef):
+    """A handle on a running supervisor (an :class:`ActorRef` with OTP's supervisor API).
+
+    The methods wait as long as the supervisor needs (``timeout=None``), as OTP's do.
+    """
+
+    async def _op(self, op: str, arg: Any = None, timeout: float | None = None) -> Any:
+        result = await self.call(_Call(op, arg), timeout=timeout)
+        if isinstance(result, _Failed):
+            raise result.error
+        return result
+
+    async def which_children(self) -> list[ChildInfo]:
+        """Every child in start order (``supervisor:which_children/1``)."""
+        return await self._op("which_children")  # type: ignore[no-any-return]
+
+    async def count_children(self) -> ChildCount:
+        """Counts of specs, running children, supervisors and workers."""
+        return await self._op("count_children")  # type: ignore[no-any-return]
+
+    async def start_child(self, spec: ChildSpec) -> ActorRef:
+        """Add ``spec`` at the end and start it; returns its ref once ``init`` is done.
+
+        Raises :class:`otp.AlreadyStarted` / :class:`otp.AlreadyPresent` if the id exists,
+        :class:`otp.StartFailed` if its ``init`` raises (nothing is added then).
+        """
+        if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
+            raise TypeError(
+                f"start_child needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
+            )
+        return await self._op("start_child", spec)  # type: ignore[no-any-return]
+
+    async def terminate_child(self, child: str | ActorRef) -> None:
+        """Stop a child (by id or ref) with its shutdown; its spec stays unless it is
+        ``TEMPORARY``. Raises :class:`otp.NotFound`."""
+        await self._op("terminate_child", child)
+
+    async def restart_child(self, child_id: str) -> ActorRef:
+        """Start a stopped child again from its spec. Raises :class:`otp.ChildRunning` if
+        it runs, :class:`otp.NotFound` if there is no such id."""
+        return await self._op("restart_child", child_id)  # type: ignore[no-any-return]
+
+    async def delete_child(self, child_id: str) -> None:
+        """Remove a stopped child's spec. Raises :class:`otp.ChildRunning` if it runs,
+        :class:`otp.NotFound` if there is no such id."""
+        await self._op("delete_child", child_id)
+
+
+# ---------------------------------------------------------------------------- top level
+
+
+async def start_top(node: Node, spec: ChildSpec) -> ActorRef:
+    """Start ``spec`` at the top of ``node`` (``node.start``)."""
+    if isinstance(spec, WorkerSpec):
+        return await node._start_top(spec.cls, spec.args, spec.name, spec.mailbox, spec.shutdown)
+    if isinstance(spec, SupervisorSpec):
+        return await node._start_top(
+            _Supervisor,
+            (spec,),
+            spec.name,
+            None,
+            spec.shutdown,
+            escalate=True,
+            ref_class=SupervisorRef,
+        )
+    raise TypeError(
+        f"node.start needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
+    )
+
+
+# ---------------------------------------------------------------------------- snapshots
+
+
+@attrs.frozen
+class ActorSnapshot:
+    """One actor in :meth:`Node.tree`."""
+
+    id: str
+    name: str | None
+    behaviour: str
+    alive: bool
+    restart: Restart | None
+    restarts: int
+    mailbox_depth: int
+    messages_handled: int
+    ref: ActorRef | None = attrs.field(eq=False, repr=False)
+
+    kind: Literal["worker"] = "worker"
+
+
+@attrs.frozen
+class SupervisorSnapshot:
+    """One supervisor and its children in :meth:`Node.tree`."""
+
+    id: str
+    name: str
+    strategy: Strategy
+    alive: bool
+    restart: Restart | None
+    restarts: int
+    children: tuple[ActorSnapshot | SupervisorSnapshot, ...]
+    ref: ActorRef | None = attrs.field(eq=False, repr=False)
+
+    kind: Literal["supervisor"] = "supervisor"
+
+
+@attrs.frozen
+class TreeSnapshot:
+    """Every top-level actor and supervisor of a node, in start order."""
+
+    node: str
+    children: tuple[ActorSnapshot | SupervisorSnapshot, ...]
+
+
+def _snapshot(
+    ref: ActorRef | None, spec: ChildSpec | None, restarts: int
+) -> ActorSnapshot | SupervisorSnapshot:
+    server = ref._server if ref is not None else None
+    if isinstance(server, _Supervisor) or isinstance(spec, SupervisorSpec):
+        sup_spec = server.spec if isinstance(server, _Supervisor) else spec
+        assert isinstance(sup_spec, SupervisorSpec)
+        children: tuple[ActorSnapshot | SupervisorSnapshot, ...] = ()
+        if isinstance(server, _Supervisor) and ref is not None and ref.alive:
+            children = tuple(_snapshot(c.ref, c.spec, c.restarts) for c in server.children)
+        return SupervisorSnapshot(
+            id=sup_spec.id,
+            name=sup_spec.name,
+            strategy=sup_spec.strategy,
+            alive=ref is not None and ref.alive,
+            restart=spec.restart if spec is not None else None,
+            restarts=restarts,
+            children=children,
+            ref=ref,
+        )
+    stats = ref.statistics() if ref is not None else None
+    return ActorSnapshot(
+        id=spec.id
+        if spec is not None
+        else (ref.name if ref is not None and ref.name else str(ref.id if ref else "?")),
+        name=ref.name if ref is not None else (spec.name if isinstance(spec, WorkerSpec) else None),
+        behaviour=stats.behaviour
+        if stats is not None
+        else (spec.cls.__qualname__ if isinstance(spec, WorkerSpec) else "?"),
+        alive=ref is not None and ref.alive,
+        restart=spec.restart if spec is not None else None,
+        restarts=restarts,
+        mailbox_depth=stats.mailbox.depth if stats is not None else 0,
+        messages_handled=stats.messages_handled if stats is not None else 0,
+        ref=ref,
+    )
+
+
+def snapshot_node(node: Node) -> TreeSnapshot:
+    return TreeSnapshot(
+        node=node.name,
+        children=tuple(_snapshot(ref, None, 0) for ref in node._top),
+    )
