@@ -672,6 +672,12 @@ class ActorSnapshot:
 
     kind: Literal["worker"] = "worker"
 
+    def __rich__(self) -> Any:
+        """Render with rich (imported only here: the core never needs rich)."""
+        from ._observer import render_snapshot
+
+        return render_snapshot(self)
+
 
 @attrs.frozen
 class SupervisorSnapshot:
@@ -688,6 +694,12 @@ class SupervisorSnapshot:
 
     kind: Literal["supervisor"] = "supervisor"
 
+    def __rich__(self) -> Any:
+        """Render with rich (imported only here: the core never needs rich)."""
+        from ._observer import render_snapshot
+
+        return render_snapshot(self)
+
 
 @attrs.frozen
 class TreeSnapshot:
@@ -695,6 +707,12 @@ class TreeSnapshot:
 
     node: str
     children: tuple[ActorSnapshot | SupervisorSnapshot, ...]
+
+    def __rich__(self) -> Any:
+        """Render with rich (imported only here: the core never needs rich)."""
+        from ._observer import render_snapshot
+
+        return render_snapshot(self)
 
 
 def _snapshot(
