@@ -21,7 +21,14 @@ import anyio
 import attrs
 
 from ._compat import Backend, Expired, Promise
-from ._exceptions import ActorExited, CalledSelf, CallTimeout, MailboxFull, SupervisorGaveUp
+from ._exceptions import (
+    ActorExited,
+    CalledSelf,
+    CallTimeout,
+    MailboxFull,
+    StartFailed,
+    SupervisorGaveUp,
+)
 from ._gen_server import NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
     CALL,
@@ -215,7 +222,10 @@ class ActorRef:
         self._backend = backend
         self._parker = parker = backend.parker()
         self._mailbox = MailboxQueue(mailbox, parker, self._on_drop)
-        self._scope = anyio.CancelScope()
+        # Shielded: an actor dies only by its own exit or an explicit kill, never because
+        # some enclosing scope was cancelled (Erlang processes are independent). The node
+        # and supervisors stop actors explicitly, in order.
+        self._scope = anyio.CancelScope(shield=True)
         self._task = None
         self._alive = True
         self._stop_reason = _RUNNING
@@ -620,10 +630,14 @@ async def start_actor(
     shutdown: Shutdown = 5.0,
     escalate: bool = False,
     ref_class: type[ActorRef] | None = None,
+    child_id: str | None = None,
+    where: str = "",
 ) -> ActorRef:
     """Create, register and start an actor in ``task_group``; return once ``init`` is done.
 
-    Raises whatever ``init`` raised (the caller wraps it) and :class:`otp.NameTaken`.
+    Raises ``TypeError``/``ValueError`` for bad arguments, :class:`otp.NameTaken`, and
+    :class:`otp.StartFailed` (cause: the exception) if creating it or its ``init`` fails;
+    a :class:`otp.StartFailed` from deeper in a subtree passes through unchanged.
     """
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"expected a GenServer subclass, got {cls!r}")
@@ -631,8 +645,14 @@ async def start_actor(
         mailbox = _DEFAULT_MAILBOX
     elif not isinstance(mailbox, Mailbox):
         raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise TypeError(f"an actor name must be a non-empty str or None, not {name!r}")
     check_shutdown(shutdown)
-    server = cls()
+    label = child_id or name or cls.__name__
+    try:
+        server = cls()
+    except Exception as exc:
+        raise StartFailed(label, exc, where) from exc
     ref = (ref_class or ActorRef)(node, server, name, mailbox, shutdown)
     ref._escalate = escalate
     server.ref = ref
@@ -641,15 +661,21 @@ async def start_actor(
         node._register(name, ref)
     started = node._backend.promise()
     try:
-        task_group.start_soon(ref._run, args, started, name=f"otp actor {name or cls.__name__}")
+        task_group.start_soon(ref._run, args, started, name=f"otp actor {label}")
     except BaseException:
         if name is not None:
             node._unregister(name, ref)
         raise
     try:
         await started.wait(None)
+    except StartFailed:
+        ref.kill()
+        raise
+    except Exception as exc:
+        ref.kill()
+        raise StartFailed(label, exc, where) from exc
     except BaseException:
-        # The starter gave up (cancelled) or init failed: never leave a half-started actor.
+        # The starter gave up (cancelled): never leave a half-started actor behind.
         ref.kill()
         raise
     return ref

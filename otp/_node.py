@@ -13,7 +13,7 @@ from anyio.abc import TaskGroup
 from . import _compat
 from ._actor import ActorRef, Shutdown, start_actor
 from ._broker import Broker, DeadLetter, InMemoryBroker
-from ._exceptions import NameTaken, StartFailed, SupervisorGaveUp
+from ._exceptions import NameTaken, SupervisorGaveUp
 from ._gen_server import GenServer
 from ._mailbox import Mailbox
 
@@ -83,13 +83,17 @@ class Node:
             finally:
                 # Anything still running (timers of exited actors, stragglers) ends here.
                 task_group.cancel_scope.cancel()
+        group: BaseExceptionGroup[BaseException]
         try:
             return await task_group.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # A lone give-up is raised bare, so both `except` and `except*` catch it.
-            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], SupervisorGaveUp):
-                raise group.exceptions[0] from None
-            raise
+        except BaseExceptionGroup as caught:
+            group = caught
+        # A lone error is raised bare (the body's own exception, or a top-level give-up),
+        # so both `except` and `except*` catch it; several stay grouped.
+        leaves = group.exceptions
+        if len(leaves) == 1 and (leaves[0] is exc or isinstance(leaves[0], SupervisorGaveUp)):
+            raise leaves[0]
+        raise group
 
     async def _stop_all(self) -> None:
         for ref in reversed(list(self._top)):
@@ -134,22 +138,17 @@ class Node:
     ) -> ActorRef:
         if self._closing:
             raise RuntimeError(f"{self!r} is shutting down; it starts no new actors")
-        try:
-            ref = await start_actor(
-                self,
-                self._task_group,
-                cls,
-                args,
-                name=name,
-                mailbox=mailbox,
-                shutdown=shutdown,
-                escalate=escalate,
-                ref_class=ref_class,
-            )
-        except (NameTaken, TypeError, ValueError, StartFailed):
-            raise
-        except Exception as exc:
-            raise StartFailed(name or str(getattr(cls, "__name__", cls)), exc) from exc
+        ref = await start_actor(
+            self,
+            self._task_group,
+            cls,
+            args,
+            name=name,
+            mailbox=mailbox,
+            shutdown=shutdown,
+            escalate=escalate,
+            ref_class=ref_class,
+        )
         self._top[ref] = None
         ref._add_monitor(lambda down: self._top.pop(down.ref, None))
         return ref

@@ -36,6 +36,7 @@ from ._exceptions import (
     AlreadyPresent,
     AlreadyStarted,
     ChildRunning,
+    NameTaken,
     NotFound,
     OTPError,
     StartFailed,
@@ -316,30 +317,9 @@ class _Supervisor(GenServer):
     async def _start(self, child: _Child) -> ActorRef:
         spec = child.spec
         try:
-            if isinstance(spec, WorkerSpec):
-                ref = await start_actor(
-                    self.node,
-                    self._otp_task_group,
-                    spec.cls,
-                    spec.args,
-                    name=spec.name,
-                    mailbox=spec.mailbox,
-                    shutdown=spec.shutdown,
-                )
-            else:
-                ref = await start_actor(
-                    self.node,
-                    self._otp_task_group,
-                    _Supervisor,
-                    (spec,),
-                    name=spec.name,
-                    shutdown=spec.shutdown,
-                    ref_class=SupervisorRef,
-                )
-        except StartFailed:
-            raise
-        except Exception as exc:
-            raise StartFailed(spec.id, exc, where=self.spec.name) from exc
+            ref = await self._start_spec(spec)
+        except NameTaken as exc:
+            raise StartFailed(spec.id, exc, self.spec.name) from exc
         child.ref = ref
         child.restarting = False
         child.monitor = self.monitor(ref)
@@ -351,6 +331,31 @@ class _Supervisor(GenServer):
             extra={"otp_event": "child_started", "otp_supervisor": self.ref, "otp_actor": ref},
         )
         return ref
+
+    async def _start_spec(self, spec: ChildSpec) -> ActorRef:
+        if isinstance(spec, WorkerSpec):
+            return await start_actor(
+                self.node,
+                self._otp_task_group,
+                spec.cls,
+                spec.args,
+                name=spec.name,
+                mailbox=spec.mailbox,
+                shutdown=spec.shutdown,
+                child_id=spec.id,
+                where=self.spec.name,
+            )
+        return await start_actor(
+            self.node,
+            self._otp_task_group,
+            _Supervisor,
+            (spec,),
+            name=spec.name,
+            shutdown=spec.shutdown,
+            ref_class=SupervisorRef,
+            child_id=spec.id,
+            where=self.spec.name,
+        )
 
     async def _stop(self, child: _Child) -> None:
         ref = child.ref
@@ -588,6 +593,16 @@ class SupervisorRef(ActorRef):
 
     The methods wait as long as the supervisor needs (``timeout=None``), as OTP's do.
     """
+
+    def kill(self) -> None:
+        """Kill the supervisor and, as links do in OTP, its whole subtree."""
+        if self._alive:
+            server = self._server
+            if isinstance(server, _Supervisor):
+                for child in reversed(getattr(server, "children", ())):
+                    if child.ref is not None:
+                        child.ref.kill()
+        super().kill()
 
     async def _op(self, op: str, arg: Any = None, timeout: float | None = None) -> Any:
         result = await self.call(_Call(op, arg), timeout=timeout)

@@ -1,0 +1,217 @@
+"""Mailbox overflow policies, statistics and hypothesis properties."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import otp
+from tests._helpers import Block
+
+pytestmark = pytest.mark.anyio
+
+PROPERTY = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+class Recorder(otp.GenServer):
+    """Records every cast; blocks on the first Block message until it is released."""
+
+    async def init(self) -> None:
+        self.seen: list[Any] = []
+
+    async def handle_cast(self, message: Any) -> None:
+        if isinstance(message, Block):
+            await message.event.wait()
+        else:
+            self.seen.append(message)
+
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        return list(self.seen)
+
+
+def test_mailbox_spec_validation() -> None:
+    assert otp.Mailbox().capacity is None
+    assert otp.Mailbox().overflow is otp.Overflow.BLOCK
+    with pytest.raises(ValueError, match="capacity"):
+        otp.Mailbox(capacity=0)
+    with pytest.raises(TypeError):
+        otp.Mailbox(capacity=1, overflow="drop")  # type: ignore[arg-type]
+
+
+async def _fill(
+    policy: otp.Overflow, capacity: int, messages: list[int]
+) -> tuple[list[Any], otp.MailboxStatistics, list[BaseException], int]:
+    """Block the actor, cast ``messages`` at a full mailbox, release, return what it saw."""
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(capacity, policy))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()  # the actor now handles Block
+        errors: list[BaseException] = []
+        for m in messages:
+            try:
+                ref.cast_nowait(m)
+            except otp.MailboxFull as exc:
+                errors.append(exc)
+        stats = ref.statistics().mailbox
+        event.set()
+        await anyio.wait_all_tasks_blocked()  # drained: the call below finds room
+        seen = await ref.call("seen")
+        return seen, stats, errors, node.broker.statistics().dead_letters
+
+
+@given(capacity=st.integers(1, 8), messages=st.lists(st.integers(), max_size=30))
+@PROPERTY
+def test_drop_oldest_keeps_the_last_capacity_in_order(
+    anyio_backend: str, capacity: int, messages: list[int]
+) -> None:
+    seen, stats, errors, dead = anyio.run(
+        _fill, otp.Overflow.DROP_OLDEST, capacity, messages, backend=anyio_backend
+    )
+    assert seen == messages[-capacity:] if messages else seen == []
+    assert not errors
+    assert stats.dropped == max(0, len(messages) - capacity)
+    assert dead == stats.dropped
+    assert stats.depth == min(capacity, len(messages))
+
+
+@given(capacity=st.integers(1, 8), messages=st.lists(st.integers(), max_size=30))
+@PROPERTY
+def test_drop_newest_keeps_the_first_capacity(
+    anyio_backend: str, capacity: int, messages: list[int]
+) -> None:
+    seen, stats, errors, dead = anyio.run(
+        _fill, otp.Overflow.DROP_NEWEST, capacity, messages, backend=anyio_backend
+    )
+    assert seen == messages[:capacity]
+    assert not errors
+    assert stats.dropped == dead == max(0, len(messages) - capacity)
+
+
+@given(capacity=st.integers(1, 8), messages=st.lists(st.integers(), max_size=30))
+@PROPERTY
+def test_fail_refuses_past_capacity(anyio_backend: str, capacity: int, messages: list[int]) -> None:
+    seen, stats, errors, _ = anyio.run(
+        _fill, otp.Overflow.FAIL, capacity, messages, backend=anyio_backend
+    )
+    assert seen == messages[:capacity]
+    assert len(errors) == max(0, len(messages) - capacity)
+    assert all(isinstance(e, OverflowError) for e in errors)
+    assert stats.dropped == len(errors)
+
+
+@given(
+    capacity=st.integers(1, 4),
+    per_sender=st.lists(st.integers(0, 12), min_size=1, max_size=4),
+)
+@PROPERTY
+def test_block_loses_nothing_and_keeps_per_sender_order(
+    anyio_backend: str, capacity: int, per_sender: list[int]
+) -> None:
+    async def scenario() -> list[Any]:
+        async with otp.Node() as node:
+            ref = await node.spawn(Recorder, mailbox=otp.Mailbox(capacity, otp.Overflow.BLOCK))
+
+            async def sender(sid: int, count: int) -> None:
+                for i in range(count):
+                    await ref.cast((sid, i))
+
+            async with anyio.create_task_group() as tg:
+                for sid, count in enumerate(per_sender):
+                    tg.start_soon(sender, sid, count)
+            seen: list[Any] = await ref.call("seen")
+            assert ref.statistics().mailbox.high_water <= capacity
+            return seen
+
+    seen = anyio.run(scenario, backend=anyio_backend)
+    assert sorted(seen) == sorted((s, i) for s, n in enumerate(per_sender) for i in range(n))
+    for sid in range(len(per_sender)):
+        mine = [i for s, i in seen if s == sid]
+        assert mine == sorted(mine)
+
+
+async def test_block_cast_nowait_raises_mailbox_full_when_full() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(1))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait(1)
+        with pytest.raises(otp.MailboxFull, match="full"):
+            ref.cast_nowait(2)
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == [1]
+
+
+async def test_cancelled_blocked_sender_sends_nothing() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(1))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("kept")
+        with anyio.move_on_after(0.01) as scope:
+            await ref.cast("cancelled")
+        assert scope.cancelled_caught
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == ["kept"]
+
+
+async def test_dropped_call_fails_fast_with_mailbox_full() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(1, otp.Overflow.DROP_NEWEST))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("queued")
+        with anyio.fail_after(1), pytest.raises(otp.MailboxFull):
+            await ref.call("seen")
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == ["queued"]
+
+
+async def test_fail_policy_call_raises_mailbox_full() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("queued")
+        with pytest.raises(otp.MailboxFull):
+            await ref.call("seen")
+        with pytest.raises(otp.MailboxFull):
+            await ref.cast("x")
+        event.set()
+
+
+async def test_down_is_never_refused_by_a_full_mailbox() -> None:
+    class Watcher(Recorder):
+        async def handle_info(self, message: Any) -> None:
+            self.seen.append(message)
+
+    async with otp.Node() as node:
+        watcher = await node.spawn(Watcher, mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
+        target = await node.spawn(Recorder)
+        watcher._server.monitor(target)
+        event = anyio.Event()
+        watcher.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        watcher.cast_nowait("fills it")
+        await target.stop()
+        assert watcher.statistics().mailbox.depth == 2
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        seen = await watcher.call("seen")
+        assert seen[0] == "fills it"
+        assert seen[1] == otp.Down(target, "normal")

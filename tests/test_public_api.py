@@ -1,0 +1,114 @@
+"""The public surface: __all__ is honest and the DESIGN.md contract names exist."""
+
+from __future__ import annotations
+
+import inspect
+import pathlib
+
+import otp
+
+CONTRACT = [
+    "Node",
+    "spawn",
+    "start",
+    "whereis",
+    "tree",
+    "run",
+    "GenServer",
+    "ActorRef",
+    "Mailbox",
+    "Overflow",
+    "supervisor",
+    "worker",
+    "ONE_FOR_ONE",
+    "ONE_FOR_ALL",
+    "REST_FOR_ONE",
+    "PERMANENT",
+    "TRANSIENT",
+    "TEMPORARY",
+    "BRUTAL_KILL",
+    "SupervisorRef",
+    "ChildInfo",
+    "Down",
+    "Envelope",
+    "message",
+    "NOREPLY",
+    "OTPError",
+    "CallTimeout",
+    "ActorExited",
+    "MailboxFull",
+    "NameTaken",
+    "SupervisorGaveUp",
+    "NotFound",
+    "StartFailed",
+]
+
+
+def test_all_is_sorted_unique_and_importable() -> None:
+    names = otp.__all__
+    assert len(names) == len(set(names))
+    for name in names:
+        assert hasattr(otp, name), name
+
+
+def test_every_public_attribute_is_in_all() -> None:
+    public = {
+        name
+        for name, value in vars(otp).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert public - {"annotations"} == set(otp.__all__)
+
+
+def test_contract_names_exist() -> None:
+    for name in CONTRACT:
+        if name in {"spawn", "start", "whereis", "tree"}:
+            assert hasattr(otp.Node, name), name
+        else:
+            assert name in otp.__all__, name
+
+
+def test_actor_ref_and_supervisor_ref_api() -> None:
+    for name in ("name", "call", "cast", "send", "stop", "alive"):
+        assert hasattr(otp.ActorRef, name)
+    for name in (
+        "which_children",
+        "start_child",
+        "restart_child",
+        "terminate_child",
+        "delete_child",
+        "count_children",
+    ):
+        assert hasattr(otp.SupervisorRef, name)
+    assert issubclass(otp.SupervisorRef, otp.ActorRef)
+
+
+def test_exceptions_share_builtin_meaning() -> None:
+    assert issubclass(otp.CallTimeout, TimeoutError)
+    assert issubclass(otp.MailboxFull, OverflowError)
+    assert issubclass(otp.NameTaken, ValueError)
+    for exc in (
+        otp.CallTimeout,
+        otp.ActorExited,
+        otp.MailboxFull,
+        otp.NameTaken,
+        otp.SupervisorGaveUp,
+        otp.NotFound,
+        otp.StartFailed,
+    ):
+        assert issubclass(exc, otp.OTPError)
+
+
+def test_core_never_imports_rich_asyncio_or_trio() -> None:
+    root = pathlib.Path(otp.__file__).parent
+    allowed = {
+        "import asyncio": {"_compat.py"},
+        "import trio": {"_compat.py"},
+        "import rich": {"_observer.py", "__main__.py", "testing.py"},
+        "from rich": {"_observer.py", "__main__.py", "testing.py"},
+    }
+    for path in root.glob("*.py"):
+        text = path.read_text()
+        for needle, where in allowed.items():
+            if needle in text:
+                assert path.name in where, f"{path.name} contains {needle!r}"
