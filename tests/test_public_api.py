@@ -7,41 +7,12 @@ import pathlib
 
 import otp
 
-CONTRACT = [
-    "Node",
-    "spawn",
-    "start",
-    "whereis",
-    "tree",
-    "run",
-    "GenServer",
-    "ActorRef",
-    "Mailbox",
-    "Overflow",
-    "supervisor",
-    "worker",
-    "ONE_FOR_ONE",
-    "ONE_FOR_ALL",
-    "REST_FOR_ONE",
-    "PERMANENT",
-    "TRANSIENT",
-    "TEMPORARY",
-    "BRUTAL_KILL",
-    "SupervisorRef",
-    "ChildInfo",
-    "Down",
-    "Envelope",
-    "message",
-    "NOREPLY",
-    "OTPError",
-    "CallTimeout",
-    "ActorExited",
-    "MailboxFull",
-    "NameTaken",
-    "SupervisorGaveUp",
-    "NotFound",
-    "StartFailed",
-]
+CONTRACT = """
+Node spawn start whereis tree run GenServer ActorRef Mailbox Overflow supervisor worker
+ONE_FOR_ONE ONE_FOR_ALL REST_FOR_ONE PERMANENT TRANSIENT TEMPORARY BRUTAL_KILL SupervisorRef
+ChildInfo Down Envelope message NOREPLY OTPError CallTimeout ActorExited MailboxFull NameTaken
+SupervisorGaveUp NotFound StartFailed
+""".split()  # noqa: SIM905
 
 
 def test_all_is_sorted_unique_and_importable() -> None:
