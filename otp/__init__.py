@@ -30,6 +30,7 @@ from ._exceptions import CalledSelf as CalledSelf
 from ._exceptions import CallTimeout as CallTimeout
 from ._exceptions import ChildRunning as ChildRunning
 from ._exceptions import MailboxFull as MailboxFull
+from ._exceptions import MaxChildren as MaxChildren
 from ._exceptions import NameTaken as NameTaken
 from ._exceptions import NotFound as NotFound
 from ._exceptions import OTPError as OTPError
@@ -43,15 +44,19 @@ from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._mailbox import Overflow as Overflow
 from ._node import Node as Node
 from ._node import run as run
+from ._supervisor import LEAST_BUSY as LEAST_BUSY
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
 from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
 from ._supervisor import PERMANENT as PERMANENT
 from ._supervisor import REST_FOR_ONE as REST_FOR_ONE
+from ._supervisor import ROUND_ROBIN as ROUND_ROBIN
 from ._supervisor import TEMPORARY as TEMPORARY
 from ._supervisor import TRANSIENT as TRANSIENT
 from ._supervisor import ActorSnapshot as ActorSnapshot
+from ._supervisor import Backoff as Backoff
 from ._supervisor import ChildCount as ChildCount
 from ._supervisor import ChildInfo as ChildInfo
+from ._supervisor import PoolRef as PoolRef
 from ._supervisor import Restart as Restart
 from ._supervisor import Strategy as Strategy
 from ._supervisor import SupervisorRef as SupervisorRef
@@ -59,19 +64,23 @@ from ._supervisor import SupervisorSnapshot as SupervisorSnapshot
 from ._supervisor import SupervisorSpec as SupervisorSpec
 from ._supervisor import TreeSnapshot as TreeSnapshot
 from ._supervisor import WorkerSpec as WorkerSpec
+from ._supervisor import dynamic_supervisor as dynamic_supervisor
 from ._supervisor import supervisor as supervisor
 from ._supervisor import worker as worker
+from ._supervisor import worker_pool as worker_pool
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BRUTAL_KILL",
     "DEAD_LETTERS",
+    "LEAST_BUSY",
     "NOREPLY",
     "ONE_FOR_ALL",
     "ONE_FOR_ONE",
     "PERMANENT",
     "REST_FOR_ONE",
+    "ROUND_ROBIN",
     "TEMPORARY",
     "TRANSIENT",
     "ActorExited",
@@ -80,6 +89,7 @@ __all__ = [
     "ActorStatistics",
     "AlreadyPresent",
     "AlreadyStarted",
+    "Backoff",
     "Broker",
     "BrokerStatistics",
     "CallTimeout",
@@ -97,12 +107,14 @@ __all__ = [
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
+    "MaxChildren",
     "MonitorRef",
     "NameTaken",
     "Node",
     "NotFound",
     "OTPError",
     "Overflow",
+    "PoolRef",
     "Restart",
     "StartFailed",
     "Strategy",
@@ -114,6 +126,7 @@ __all__ = [
     "TimerRef",
     "TreeSnapshot",
     "WorkerSpec",
+    "dynamic_supervisor",
     "is_normal_exit",
     "message",
     "message_type",
@@ -121,4 +134,5 @@ __all__ = [
     "supervisor",
     "topic_matches",
     "worker",
+    "worker_pool",
 ]

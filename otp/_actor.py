@@ -668,15 +668,14 @@ async def start_actor(
         raise
     try:
         await started.wait(None)
-    except StartFailed:
+    except BaseException as exc:
+        # init failed, or the starter gave up (cancelled): never leave a half-started
+        # actor behind, and return only once it is gone (its name is free again).
         ref.kill()
-        raise
-    except Exception as exc:
-        ref.kill()
-        raise StartFailed(label, exc, where) from exc
-    except BaseException:
-        # The starter gave up (cancelled): never leave a half-started actor behind.
-        ref.kill()
+        with anyio.CancelScope(shield=True):
+            await ref.join()
+        if isinstance(exc, Exception) and not isinstance(exc, StartFailed):
+            raise StartFailed(label, exc, where) from exc
         raise
     return ref
 

@@ -16,6 +16,7 @@ __all__ = [
     "CalledSelf",
     "ChildRunning",
     "MailboxFull",
+    "MaxChildren",
     "NameTaken",
     "NotFound",
     "OTPError",
@@ -232,3 +233,19 @@ class SupervisorGaveUp(OTPError, RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.supervisor, self.max_restarts, self.within, self.last))
+
+
+class MaxChildren(OTPError, OverflowError):
+    """A dynamic supervisor already runs ``max_children`` children (Elixir's
+    ``{:error, :max_children}``)."""
+
+    def __init__(self, supervisor: str, limit: int) -> None:
+        self.supervisor = supervisor
+        self.limit = limit
+        super().__init__(
+            f"dynamic supervisor {supervisor!r} already runs its max_children={limit} "
+            "children; stop one first or raise max_children"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.supervisor, self.limit))

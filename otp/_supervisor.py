@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import enum
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
+import anyio
 import attrs
 
 from ._actor import (
+    BRUTAL_KILL,
     ActorRef,
     Down,
     MonitorRef,
@@ -36,6 +39,7 @@ from ._exceptions import (
     AlreadyPresent,
     AlreadyStarted,
     ChildRunning,
+    MaxChildren,
     NameTaken,
     NotFound,
     OTPError,
@@ -56,21 +60,30 @@ __all__ = [
     "REST_FOR_ONE",
     "TEMPORARY",
     "TRANSIENT",
+    "LEAST_BUSY",
+    "ROUND_ROBIN",
     "ActorSnapshot",
+    "Backoff",
     "ChildCount",
     "ChildInfo",
     "Restart",
     "Strategy",
+    "PoolRef",
     "SupervisorRef",
     "SupervisorSnapshot",
     "SupervisorSpec",
     "TreeSnapshot",
     "WorkerSpec",
+    "dynamic_supervisor",
     "supervisor",
     "worker",
+    "worker_pool",
 ]
 
 logger = logging.getLogger("otp")
+
+#: The clock restart intensity and backoff are measured with (tests substitute it).
+_clock = time.monotonic
 
 
 class Restart(enum.Enum):
@@ -118,6 +131,37 @@ def _shutdown_validator(instance: object, attribute: object, value: Any) -> None
 
 
 @attrs.frozen
+class Backoff:
+    """Delay restarts exponentially (Akka's ``restartWithBackoff``; not in OTP).
+
+    The n-th consecutive restart of a child waits ``min * 2**(n-1)`` seconds, capped at
+    ``max``, randomised by ``±jitter`` (a fraction). A child that ran for ``reset_after``
+    seconds before exiting starts again from ``min``. Restart intensity still applies,
+    counted when the child exits.
+    """
+
+    min: float = 0.1
+    max: float = 10.0
+    jitter: float = 0.1
+    reset_after: float = 30.0
+
+    def __attrs_post_init__(self) -> None:
+        if not (0 <= self.min <= self.max):
+            raise ValueError(f"Backoff needs 0 <= min <= max, got min={self.min} max={self.max}")
+        if not (0 <= self.jitter < 1):
+            raise ValueError(f"Backoff jitter is a fraction in [0, 1), not {self.jitter!r}")
+        if self.reset_after < 0:
+            raise ValueError(f"Backoff reset_after must be >= 0, not {self.reset_after!r}")
+
+    def delay(self, attempt: int) -> float:
+        """The delay before restart number ``attempt`` (1-based)."""
+        base = min(self.max, self.min * float(2 ** max(0, attempt - 1)))
+        if self.jitter:
+            base *= 1 + random.uniform(-self.jitter, self.jitter)
+        return max(0.0, base)
+
+
+@attrs.frozen
 class WorkerSpec:
     """How to start one worker actor; build it with :func:`worker`."""
 
@@ -128,13 +172,15 @@ class WorkerSpec:
     restart: Restart = Restart.PERMANENT
     shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown_validator)
     mailbox: Mailbox | None = None
+    backoff: Backoff | None = None
 
     kind: Literal["worker"] = "worker"
 
 
 @attrs.frozen
 class SupervisorSpec:
-    """How to start a supervisor and its children; build it with :func:`supervisor`."""
+    """How to start a supervisor and its children; build it with :func:`supervisor`,
+    :func:`dynamic_supervisor` or :func:`worker_pool`."""
 
     name: str
     children: tuple[WorkerSpec | SupervisorSpec, ...]
@@ -144,11 +190,34 @@ class SupervisorSpec:
     id: str = ""
     restart: Restart = Restart.PERMANENT
     shutdown: Shutdown = attrs.field(default=None, validator=_shutdown_validator)
+    backoff: Backoff | None = None
+    #: Dynamic supervisors start children at run time, stop them concurrently.
+    dynamic: bool = False
+    max_children: int | None = None
+    #: Worker pools: how calls and casts are dispatched ("round_robin" or "least_busy").
+    dispatch: str | None = None
 
     kind: Literal["supervisor"] = "supervisor"
 
 
 ChildSpec = WorkerSpec | SupervisorSpec
+
+
+def _check_restart(restart: object) -> None:
+    if not isinstance(restart, Restart):
+        raise TypeError(f"restart must be otp.PERMANENT, TRANSIENT or TEMPORARY, not {restart!r}")
+
+
+def _check_intensity(max_restarts: object, within: object) -> None:
+    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
+        raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
+    if isinstance(within, bool) or not isinstance(within, (int, float)) or not within > 0:
+        raise ValueError(f"within must be seconds > 0, not {within!r}")
+
+
+def _check_backoff(backoff: object) -> None:
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise TypeError(f"backoff must be an otp.Backoff or None, not {backoff!r}")
 
 
 def worker(
@@ -159,6 +228,7 @@ def worker(
     restart: Restart = Restart.PERMANENT,
     shutdown: Shutdown = 5.0,
     mailbox: Mailbox | None = None,
+    backoff: Backoff | None = None,
 ) -> WorkerSpec:
     """A child spec for a worker: ``cls`` started with ``init(*args)``.
 
@@ -171,8 +241,8 @@ def worker(
         raise TypeError(f"worker() needs a GenServer subclass, got {cls!r}")
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"name must be a non-empty str or None, not {name!r}")
-    if not isinstance(restart, Restart):
-        raise TypeError(f"restart must be otp.PERMANENT, TRANSIENT or TEMPORARY, not {restart!r}")
+    _check_restart(restart)
+    _check_backoff(backoff)
     if mailbox is not None and not isinstance(mailbox, Mailbox):
         raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
     child_id = id if id is not None else (name if name is not None else cls.__name__)
@@ -184,6 +254,7 @@ def worker(
         restart=restart,
         shutdown=shutdown,
         mailbox=mailbox,
+        backoff=backoff,
     )
 
 
@@ -196,12 +267,13 @@ def supervisor(
     id: str | None = None,
     restart: Restart = Restart.PERMANENT,
     shutdown: Shutdown = None,
+    backoff: Backoff | None = None,
 ) -> SupervisorSpec:
     """A supervisor spec; supervisors nest. The supervisor registers under ``name``.
 
     More than ``max_restarts`` restarts within ``within`` seconds (Erlang's MaxR/MaxT,
     counted across all children) makes it give up. Child ids must be unique: a duplicate
-    raises ``ValueError`` here.
+    raises ``ValueError`` here. ``backoff`` delays restarts (see :class:`Backoff`).
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"a supervisor needs a non-empty str name, not {name!r}")
@@ -209,12 +281,9 @@ def supervisor(
         raise TypeError(
             f"strategy must be otp.ONE_FOR_ONE, ONE_FOR_ALL or REST_FOR_ONE, not {strategy!r}"
         )
-    if isinstance(max_restarts, bool) or not isinstance(max_restarts, int) or max_restarts < 0:
-        raise ValueError(f"max_restarts must be an int >= 0, not {max_restarts!r}")
-    if isinstance(within, bool) or not isinstance(within, (int, float)) or not within > 0:
-        raise ValueError(f"within must be seconds > 0, not {within!r}")
-    if not isinstance(restart, Restart):
-        raise TypeError(f"restart must be otp.PERMANENT, TRANSIENT or TEMPORARY, not {restart!r}")
+    _check_intensity(max_restarts, within)
+    _check_restart(restart)
+    _check_backoff(backoff)
     specs = tuple(children)
     seen: set[str] = set()
     for spec in specs:
@@ -238,7 +307,93 @@ def supervisor(
         id=id if id is not None else name,
         restart=restart,
         shutdown=shutdown,
+        backoff=backoff,
     )
+
+
+def dynamic_supervisor(
+    name: str,
+    *,
+    max_children: int | None = None,
+    max_restarts: int = 3,
+    within: float = 5.0,
+    id: str | None = None,
+    restart: Restart = Restart.PERMANENT,
+    shutdown: Shutdown = None,
+    backoff: Backoff | None = None,
+) -> SupervisorSpec:
+    """A supervisor for many similar children started at run time with
+    :meth:`SupervisorRef.start_child` (Elixir's ``DynamicSupervisor``).
+
+    Always one-for-one; children get unique ids automatically (``"<spec id>#<n>"``);
+    at most ``max_children`` run at once (:class:`otp.MailboxFull`-like refusal:
+    ``start_child`` raises ``OverflowError``); on shutdown all children are asked to stop
+    at once (unordered) and each gets its own shutdown time.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"a supervisor needs a non-empty str name, not {name!r}")
+    if max_children is not None and (
+        isinstance(max_children, bool) or not isinstance(max_children, int) or max_children < 1
+    ):
+        raise ValueError(f"max_children must be None or an int >= 1, not {max_children!r}")
+    _check_intensity(max_restarts, within)
+    _check_restart(restart)
+    _check_backoff(backoff)
+    return SupervisorSpec(
+        name=name,
+        children=(),
+        strategy=Strategy.ONE_FOR_ONE,
+        max_restarts=max_restarts,
+        within=float(within),
+        id=id if id is not None else name,
+        restart=restart,
+        shutdown=shutdown,
+        backoff=backoff,
+        dynamic=True,
+        max_children=max_children,
+    )
+
+
+ROUND_ROBIN: Final = "round_robin"
+LEAST_BUSY: Final = "least_busy"
+
+
+def worker_pool(
+    name: str,
+    cls: type[GenServer],
+    *args: Any,
+    size: int = 4,
+    dispatch: str = ROUND_ROBIN,
+    mailbox: Mailbox | None = None,
+    shutdown: Shutdown = 5.0,
+    max_restarts: int = 3,
+    within: float = 5.0,
+    id: str | None = None,
+    restart: Restart = Restart.PERMANENT,
+    backoff: Backoff | None = None,
+) -> SupervisorSpec:
+    """A supervised pool of ``size`` identical workers; ``node.start`` (or
+    ``start_child``) returns a :class:`PoolRef` whose ``call``/``cast`` go to one worker,
+    chosen round-robin (``"round_robin"``) or by the shortest mailbox (``"least_busy"``).
+    Workers are ``PERMANENT`` children ``"<name>.<i>"`` under a one-for-one supervisor.
+    """
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"a pool needs size >= 1, not {size!r}")
+    if dispatch not in (ROUND_ROBIN, LEAST_BUSY):
+        raise ValueError(f"dispatch must be 'round_robin' or 'least_busy', not {dispatch!r}")
+    spec = supervisor(
+        name,
+        [
+            worker(cls, *args, id=f"{name}.{i}", mailbox=mailbox, shutdown=shutdown)
+            for i in range(size)
+        ],
+        max_restarts=max_restarts,
+        within=within,
+        id=id,
+        restart=restart,
+        backoff=backoff,
+    )
+    return attrs.evolve(spec, dispatch=dispatch)
 
 
 @attrs.frozen
@@ -246,7 +401,7 @@ class ChildInfo:
     """One row of :meth:`SupervisorRef.which_children` (OTP's ``{Id, Child, Type, Modules}``).
 
     ``ref`` is ``None`` when the child is not running; ``restarting`` is ``True`` while a
-    failed restart waits to be retried.
+    restart waits (a failed start being retried, or a backoff delay).
     """
 
     id: str
@@ -272,10 +427,13 @@ class ChildCount:
 @attrs.define(eq=False)
 class _Child:
     spec: ChildSpec
+    id: str
     ref: ActorRef | None = None
     monitor: MonitorRef | None = None
     restarting: bool = False
     restarts: int = 0
+    started_at: float = 0.0
+    attempt: int = 0
 
 
 @attrs.frozen
@@ -299,40 +457,61 @@ class _Supervisor(GenServer):
 
     async def init(self, spec: SupervisorSpec) -> None:
         self.spec = spec
-        self.children: list[_Child] = []
+        # Children in start order (dicts keep insertion order and delete in O(1)).
+        self.children: dict[_Child, None] = {}
+        self.by_id: dict[str, _Child] = {}
+        self.by_ref: dict[ActorRef, _Child] = {}
         self.restart_times: deque[float] = deque()
         self.total_restarts = 0
-        self.gave_up = False
+        self.serial = 0
         for child_spec in spec.children:
-            child = _Child(child_spec)
-            self.children.append(child)
+            child = self._add(child_spec)
             try:
                 await self._start(child)
             except BaseException:
                 await self._stop_all()
                 raise
 
+    # -------------------------------------------------------------- bookkeeping
+
+    def _add(self, spec: ChildSpec) -> _Child:
+        child_id = spec.id
+        if self.spec.dynamic:
+            self.serial += 1
+            child_id = f"{spec.id}#{self.serial}"
+        child = _Child(spec, child_id)
+        self.children[child] = None
+        self.by_id[child_id] = child
+        return child
+
+    def _remove(self, child: _Child) -> None:
+        self.children.pop(child, None)
+        if self.by_id.get(child.id) is child:
+            del self.by_id[child.id]
+
     # -------------------------------------------------------------- starting and stopping
 
     async def _start(self, child: _Child) -> ActorRef:
         spec = child.spec
         try:
-            ref = await self._start_spec(spec)
+            ref = await self._start_spec(spec, child.id)
         except NameTaken as exc:
-            raise StartFailed(spec.id, exc, self.spec.name) from exc
+            raise StartFailed(child.id, exc, self.spec.name) from exc
         child.ref = ref
         child.restarting = False
+        child.started_at = _clock()
         child.monitor = self.monitor(ref)
+        self.by_ref[ref] = child
         logger.debug(
             "supervisor %r started child %r as %r",
             self.spec.name,
-            spec.id,
+            child.id,
             ref,
             extra={"otp_event": "child_started", "otp_supervisor": self.ref, "otp_actor": ref},
         )
         return ref
 
-    async def _start_spec(self, spec: ChildSpec) -> ActorRef:
+    async def _start_spec(self, spec: ChildSpec, child_id: str) -> ActorRef:
         if isinstance(spec, WorkerSpec):
             return await start_actor(
                 self.node,
@@ -342,7 +521,7 @@ class _Supervisor(GenServer):
                 name=spec.name,
                 mailbox=spec.mailbox,
                 shutdown=spec.shutdown,
-                child_id=spec.id,
+                child_id=child_id,
                 where=self.spec.name,
             )
         return await start_actor(
@@ -352,50 +531,85 @@ class _Supervisor(GenServer):
             (spec,),
             name=spec.name,
             shutdown=spec.shutdown,
-            ref_class=SupervisorRef,
-            child_id=spec.id,
+            ref_class=PoolRef if spec.dispatch else SupervisorRef,
+            child_id=child_id,
             where=self.spec.name,
         )
 
-    async def _stop(self, child: _Child) -> None:
+    def _forget(self, child: _Child) -> ActorRef | None:
+        """Mark ``child`` stopped by us (its Down is then ignored); return its old ref."""
         ref = child.ref
         if ref is None:
-            return
+            return None
         if child.monitor is not None:
             self.demonitor(child.monitor)
+        self.by_ref.pop(ref, None)
         child.ref = None
         child.monitor = None
-        await ref._shutdown(child.spec.shutdown)
+        return ref
+
+    async def _stop(self, child: _Child) -> None:
+        ref = self._forget(child)
+        if ref is not None:
+            await ref._shutdown(child.spec.shutdown)
 
     async def _stop_all(self) -> None:
+        if self.spec.dynamic:
+            await self._stop_concurrently(list(self.children))
+            return
         for child in reversed(self.children):
             await self._stop(child)
 
+    async def _stop_concurrently(self, children: list[_Child]) -> None:
+        # Ask every child to stop at once, then collect them: no task per child, so this
+        # scales to a hundred thousand children.
+        backend = self.ref._backend
+        pending: list[tuple[ActorRef, Shutdown, Any]] = []
+        for child in children:
+            ref = self._forget(child)
+            if ref is None or not ref.alive:
+                continue
+            waiter = backend.promise()
+            ref._exit_waiters.append(waiter)
+            if child.spec.shutdown is BRUTAL_KILL:
+                ref.kill()
+            else:
+                ref._request_stop("shutdown")
+            pending.append((ref, child.spec.shutdown, waiter))
+        started = time.monotonic()
+        for ref, shutdown, waiter in pending:
+            if waiter.done and not ref.alive:
+                continue
+            if shutdown is None or shutdown is BRUTAL_KILL:
+                await ref.join()
+                continue
+            assert isinstance(shutdown, (int, float))
+            remaining = shutdown - (time.monotonic() - started)
+            if remaining > 0:
+                with anyio.move_on_after(remaining):
+                    await ref.join()
+            if ref.alive:
+                ref.kill()
+                await ref.join()
+
     async def terminate(self, reason: Any) -> None:
         await self._stop_all()
-
-    def _find(self, child_id: str) -> _Child | None:
-        for child in self.children:
-            if child.spec.id == child_id:
-                return child
-        return None
 
     # -------------------------------------------------------------- exits and restarts
 
     async def handle_info(self, message: Any) -> None:
         if isinstance(message, Down):
-            for child in self.children:
-                if child.ref is message.ref:
-                    child.ref = None
-                    child.monitor = None
-                    await self._child_exited(child, message.reason)
-                    return
-            return  # a child we had already stopped
+            child = self.by_ref.pop(message.ref, None)
+            if child is not None and child.ref is message.ref:
+                child.ref = None
+                child.monitor = None
+                await self._child_exited(child, message.reason)
+            return  # otherwise: a child we had already stopped ourselves
         if isinstance(message, _TryAgain):
             todo = [
                 c
                 for child_id in message.ids
-                if (c := self._find(child_id)) is not None and c.restarting
+                if (c := self.by_id.get(child_id)) is not None and c.restarting
             ]
             await self._restart(todo)
             return
@@ -406,15 +620,16 @@ class _Supervisor(GenServer):
         gave_up = isinstance(reason, SupervisorGaveUp)
         # As in OTP, a child supervisor that gave up exits with reason "shutdown".
         effective = "shutdown" if gave_up else reason
+        abnormal = gave_up or not is_normal_exit(effective)
         restart = spec.restart
         if restart is Restart.TEMPORARY or (
             restart is Restart.TRANSIENT and is_normal_exit(effective)
         ):
             logger.log(
-                logging.ERROR if gave_up or not is_normal_exit(effective) else logging.DEBUG,
-                "supervisor %r: child %r exited (%s); %s restart, not restarted",
+                logging.ERROR if abnormal else logging.DEBUG,
+                "supervisor %r: child %r exited (%s); %s child, not restarted",
                 self.spec.name,
-                spec.id,
+                child.id,
                 _reason_text(reason),
                 restart.value,
                 extra={
@@ -424,13 +639,13 @@ class _Supervisor(GenServer):
                 },
             )
             if restart is Restart.TEMPORARY:
-                self.children.remove(child)
+                self._remove(child)
             return
         logger.log(
-            logging.DEBUG if is_normal_exit(effective) and not gave_up else logging.ERROR,
-            "supervisor %r: child %r exited (%s); restarting (%s)",
+            logging.ERROR if abnormal else logging.INFO,
+            "supervisor %r: child %r exited (%s); restarting it (%s)",
             self.spec.name,
-            spec.id,
+            child.id,
             _reason_text(reason),
             self.spec.strategy.value,
             extra={"otp_event": "child_exited", "otp_supervisor": self.ref, "otp_reason": reason},
@@ -440,9 +655,9 @@ class _Supervisor(GenServer):
         if strategy is Strategy.ONE_FOR_ONE:
             affected = [child]
         else:
-            index = self.children.index(child)
+            ordered = list(self.children)
             affected = (
-                list(self.children) if strategy is Strategy.ONE_FOR_ALL else self.children[index:]
+                ordered if strategy is Strategy.ONE_FOR_ALL else ordered[ordered.index(child) :]
             )
             for other in reversed(affected):
                 if other is not child:
@@ -450,37 +665,44 @@ class _Supervisor(GenServer):
             for other in affected:
                 if other is not child and other.spec.restart is Restart.TEMPORARY:
                     # A temporary bystander is not restarted, and leaves the list.
-                    self.children.remove(other)
+                    self._remove(other)
             affected = [c for c in affected if c in self.children]
+        backoff = spec.backoff or self.spec.backoff
+        if backoff is not None:
+            if _clock() - child.started_at >= backoff.reset_after:
+                child.attempt = 0
+            child.attempt += 1
+            delay = backoff.delay(child.attempt)
+            if delay > 0:
+                for c in affected:
+                    c.restarting = True
+                self.send_after(delay, _TryAgain(tuple(c.id for c in affected)))
+                return
         await self._restart(affected)
 
     def _count_restart(self, reason: Any) -> None:
-        now = time.monotonic()
+        now = _clock()
         times = self.restart_times
         times.append(now)
         horizon = now - self.spec.within
         while times and times[0] < horizon:
             times.popleft()
         if len(times) > self.spec.max_restarts:
-            self.gave_up = True
-            error = SupervisorGaveUp(
-                self.spec.name, self.spec.max_restarts, self.spec.within, reason
-            )
             logger.error(
-                "supervisor %r reached its restart intensity (%d restarts in %gs) and gives "
-                "up: stopping its children (last exit: %s)",
+                "supervisor %r reached its restart intensity (more than %d restarts in %gs) "
+                "and gives up: stopping its children (last exit: %s)",
                 self.spec.name,
                 self.spec.max_restarts,
                 self.spec.within,
                 _reason_text(reason),
                 extra={"otp_event": "gave_up", "otp_supervisor": self.ref, "otp_reason": reason},
             )
-            raise error
+            raise SupervisorGaveUp(self.spec.name, self.spec.max_restarts, self.spec.within, reason)
         self.total_restarts += 1
 
     async def _restart(self, todo: list[_Child]) -> None:
         for position, child in enumerate(todo):
-            if child.ref is not None:
+            if child.ref is not None or child not in self.children:
                 continue
             try:
                 await self._start(child)
@@ -488,23 +710,24 @@ class _Supervisor(GenServer):
                 rest = todo[position:]
                 for c in rest:
                     c.restarting = True
+                cause = exc.__cause__ or exc
                 logger.error(
                     "supervisor %r: restarting child %r failed (%s); will try again",
                     self.spec.name,
-                    child.spec.id,
-                    _reason_text(exc.__cause__ or exc),
+                    child.id,
+                    _reason_text(cause),
                     extra={"otp_event": "restart_failed", "otp_supervisor": self.ref},
                 )
                 # A failed restart counts toward the intensity; other requests (a shutdown,
                 # say) are served before the retry, as OTP's try_again_restart does.
-                self._count_restart(exc.__cause__ or exc)
-                self.ref._deliver_control(_TryAgain(tuple(c.spec.id for c in rest)))
+                self._count_restart(cause)
+                self.ref._deliver_control(_TryAgain(tuple(c.id for c in rest)))
                 return
             child.restarts += 1
             logger.info(
                 "supervisor %r restarted child %r as %r",
                 self.spec.name,
-                child.spec.id,
+                child.id,
                 child.ref,
                 extra={
                     "otp_event": "child_restarted",
@@ -522,60 +745,62 @@ class _Supervisor(GenServer):
             )
         try:
             return await getattr(self, f"_op_{request.op}")(request.arg)
-        except OTPError as exc:
+        except (OTPError, OverflowError) as exc:
             return _Failed(exc)
 
     async def _op_which_children(self, arg: None) -> list[ChildInfo]:
         return [
-            ChildInfo(c.spec.id, c.ref, c.spec.kind, c.spec.restart, c.restarting)
-            for c in self.children
+            ChildInfo(c.id, c.ref, c.spec.kind, c.spec.restart, c.restarting) for c in self.children
         ]
 
     async def _op_count_children(self, arg: None) -> ChildCount:
         sups = sum(1 for c in self.children if c.spec.kind == "supervisor")
         return ChildCount(
             specs=len(self.children),
-            active=sum(1 for c in self.children if c.ref is not None),
+            active=len(self.by_ref),
             supervisors=sups,
             workers=len(self.children) - sups,
         )
 
     async def _op_start_child(self, spec: ChildSpec) -> ActorRef:
-        existing = self._find(spec.id)
-        if existing is not None:
-            if existing.ref is not None:
-                raise AlreadyStarted(spec.id, self.spec.name, existing.ref)
-            raise AlreadyPresent(spec.id, self.spec.name)
-        child = _Child(spec)
-        ref = await self._start(child)
-        self.children.append(child)
-        return ref
+        if self.spec.dynamic:
+            limit = self.spec.max_children
+            if limit is not None and len(self.children) >= limit:
+                raise MaxChildren(self.spec.name, limit)
+        else:
+            existing = self.by_id.get(spec.id)
+            if existing is not None:
+                if existing.ref is not None:
+                    raise AlreadyStarted(spec.id, self.spec.name, existing.ref)
+                raise AlreadyPresent(spec.id, self.spec.name)
+        child = self._add(spec)
+        try:
+            return await self._start(child)
+        except BaseException:
+            self._remove(child)
+            raise
 
     async def _op_terminate_child(self, target: str | ActorRef) -> None:
         child = self._lookup(target)
         await self._stop(child)
         child.restarting = False
-        if child.spec.restart is Restart.TEMPORARY:
-            self.children.remove(child)
+        if child.spec.restart is Restart.TEMPORARY or self.spec.dynamic:
+            self._remove(child)
 
     async def _op_restart_child(self, child_id: str) -> ActorRef:
         child = self._lookup(child_id)
         if child.ref is not None:
-            raise ChildRunning(child.spec.id, self.spec.name)
+            raise ChildRunning(child.id, self.spec.name)
         return await self._start(child)
 
     async def _op_delete_child(self, child_id: str) -> None:
         child = self._lookup(child_id)
         if child.ref is not None:
-            raise ChildRunning(child.spec.id, self.spec.name)
-        self.children.remove(child)
+            raise ChildRunning(child.id, self.spec.name)
+        self._remove(child)
 
     def _lookup(self, target: str | ActorRef) -> _Child:
-        found: _Child | None
-        if isinstance(target, ActorRef):
-            found = next((c for c in self.children if c.ref is target), None)
-        else:
-            found = self._find(target)
+        found = self.by_ref.get(target) if isinstance(target, ActorRef) else self.by_id.get(target)
         if found is None:
             raise NotFound(f"child {target!r}", f"supervisor {self.spec.name!r}")
         return found
@@ -599,7 +824,7 @@ class SupervisorRef(ActorRef):
         if self._alive:
             server = self._server
             if isinstance(server, _Supervisor):
-                for child in reversed(getattr(server, "children", ())):
+                for child in reversed(getattr(server, "children", {})):
                     if child.ref is not None:
                         child.ref.kill()
         super().kill()
@@ -622,7 +847,8 @@ class SupervisorRef(ActorRef):
         """Add ``spec`` at the end and start it; returns its ref once ``init`` is done.
 
         Raises :class:`otp.AlreadyStarted` / :class:`otp.AlreadyPresent` if the id exists,
-        :class:`otp.StartFailed` if its ``init`` raises (nothing is added then).
+        :class:`otp.StartFailed` if its ``init`` raises (nothing is added then), and
+        :class:`otp.MaxChildren` when a dynamic supervisor is full.
         """
         if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
             raise TypeError(
@@ -632,7 +858,7 @@ class SupervisorRef(ActorRef):
 
     async def terminate_child(self, child: str | ActorRef) -> None:
         """Stop a child (by id or ref) with its shutdown; its spec stays unless it is
-        ``TEMPORARY``. Raises :class:`otp.NotFound`."""
+        ``TEMPORARY`` or the supervisor is dynamic. Raises :class:`otp.NotFound`."""
         await self._op("terminate_child", child)
 
     async def restart_child(self, child_id: str) -> ActorRef:
@@ -644,6 +870,60 @@ class SupervisorRef(ActorRef):
         """Remove a stopped child's spec. Raises :class:`otp.ChildRunning` if it runs,
         :class:`otp.NotFound` if there is no such id."""
         await self._op("delete_child", child_id)
+
+
+@attrs.define(eq=False, init=False, repr=False)
+class PoolRef(SupervisorRef):
+    """A worker pool (:func:`worker_pool`): ``call``/``cast``/``send`` go to one worker.
+
+    Dispatch is round-robin or least-busy (shortest mailbox, then fewest handled) over the
+    workers alive right now; a crashed worker is skipped until its supervisor restarts it.
+    Supervisor operations are under :meth:`which_children` and friends, as usual.
+    """
+
+    _next: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._next = 0
+
+    def workers(self) -> list[ActorRef]:
+        """The workers alive now, in pool order."""
+        server = self._server
+        if not isinstance(server, _Supervisor) or not hasattr(server, "children"):
+            return []
+        return [c.ref for c in server.children if c.ref is not None and c.ref.alive]
+
+    def _pick(self) -> ActorRef:
+        workers = self.workers()
+        if not workers:
+            raise NotFound("a live worker", f"pool {self.name!r} (all workers are restarting)")
+        server = self._server
+        assert isinstance(server, _Supervisor)
+        if server.spec.dispatch == LEAST_BUSY:
+            return min(workers, key=lambda r: len(r._mailbox) + (r._current is not None))
+        index = self._next % len(workers)
+        self._next = index + 1
+        return workers[index]
+
+    async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
+        """Call one worker of the pool (see :meth:`ActorRef.call`)."""
+        if isinstance(request, _Call):  # supervisor operations go to the supervisor
+            return await super().call(request, timeout)
+        return await self._pick().call(request, timeout)
+
+    async def cast(self, message: Any) -> None:
+        """Cast to one worker of the pool (see :meth:`ActorRef.cast`)."""
+        await self._pick().cast(message)
+
+    def cast_nowait(self, message: Any) -> None:
+        self._pick().cast_nowait(message)
+
+    async def send(self, message: Any) -> None:
+        await self._pick().send(message)
+
+    def send_nowait(self, message: Any) -> None:
+        self._pick().send_nowait(message)
 
 
 # ---------------------------------------------------------------------------- top level
@@ -661,7 +941,7 @@ async def start_top(node: Node, spec: ChildSpec) -> ActorRef:
             None,
             spec.shutdown,
             escalate=True,
-            ref_class=SupervisorRef,
+            ref_class=PoolRef if spec.dispatch else SupervisorRef,
         )
     raise TypeError(
         f"node.start needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
@@ -731,7 +1011,7 @@ class TreeSnapshot:
 
 
 def _snapshot(
-    ref: ActorRef | None, spec: ChildSpec | None, restarts: int
+    ref: ActorRef | None, spec: ChildSpec | None, restarts: int, child_id: str | None = None
 ) -> ActorSnapshot | SupervisorSnapshot:
     server = ref._server if ref is not None else None
     if isinstance(server, _Supervisor) or isinstance(spec, SupervisorSpec):
@@ -739,9 +1019,9 @@ def _snapshot(
         assert isinstance(sup_spec, SupervisorSpec)
         children: tuple[ActorSnapshot | SupervisorSnapshot, ...] = ()
         if isinstance(server, _Supervisor) and ref is not None and ref.alive:
-            children = tuple(_snapshot(c.ref, c.spec, c.restarts) for c in server.children)
+            children = tuple(_snapshot(c.ref, c.spec, c.restarts, c.id) for c in server.children)
         return SupervisorSnapshot(
-            id=sup_spec.id,
+            id=child_id or sup_spec.id,
             name=sup_spec.name,
             strategy=sup_spec.strategy,
             alive=ref is not None and ref.alive,

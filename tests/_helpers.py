@@ -85,3 +85,46 @@ class Counter(otp.GenServer):
 class FailingInit(otp.GenServer):
     async def init(self, error: str = "init failed") -> None:
         raise RuntimeError(error)
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    """Wait until ``predicate()`` (sync or async) is true: event-driven where possible
+    (``wait_all_tasks_blocked``), with a bounded timeout so a bug fails instead of hanging."""
+    import inspect
+
+    with anyio.fail_after(timeout):
+        while True:
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.wait_all_tasks_blocked()
+            result = predicate()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return
+            await anyio.sleep(0.001)
+
+
+async def child_ref(sup: otp.SupervisorRef, child_id: str) -> otp.ActorRef | None:
+    for info in await sup.which_children():
+        if info.id == child_id:
+            return info.ref
+    return None
+
+
+async def restarted(sup: otp.SupervisorRef, child_id: str, old: Any) -> otp.ActorRef:
+    """Wait until ``child_id`` runs again with a ref other than ``old``; return it."""
+    box: list[otp.ActorRef] = []
+
+    async def check() -> bool:
+        ref = await child_ref(sup, child_id)
+        if ref is not None and ref != old and ref.alive:
+            box.append(ref)
+            return True
+        return False
+
+    await until(check)
+    return box[-1]
