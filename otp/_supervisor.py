@@ -464,6 +464,7 @@ class _Supervisor(GenServer):
         self.restart_times: deque[float] = deque()
         self.total_restarts = 0
         self.serial = 0
+        self.next_worker = 0  # round-robin position of a worker pool
         for child_spec in spec.children:
             child = self._add(child_spec)
             try:
@@ -881,11 +882,6 @@ class PoolRef(SupervisorRef):
     Supervisor operations are under :meth:`which_children` and friends, as usual.
     """
 
-    _next: int
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._next = 0
 
     def workers(self) -> list[ActorRef]:
         """The workers alive now, in pool order."""
@@ -902,8 +898,8 @@ class PoolRef(SupervisorRef):
         assert isinstance(server, _Supervisor)
         if server.spec.dispatch == LEAST_BUSY:
             return min(workers, key=lambda r: len(r._mailbox) + (r._current is not None))
-        index = self._next % len(workers)
-        self._next = index + 1
+        index = server.next_worker % len(workers)
+        server.next_worker = index + 1
         return workers[index]
 
     async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
