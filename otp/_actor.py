@@ -193,7 +193,9 @@ class ActorRef:
     _stop_reason: Any
     _exit_reason: Any
     _exit_waiters: list[Promise]
-    _monitors: dict[MonitorRef, Callable[[Down], None]]
+    # monitor -> (deliver the Down, the watching actor if any); both sides are cleaned up
+    # whichever exits first, so neither keeps the other alive.
+    _monitors: dict[MonitorRef, tuple[Callable[[Down], None], ActorRef | None]]
     _watching: dict[MonitorRef, ActorRef]
     _pending: set[Promise]
     _current: tuple[int, Any, Any] | None
@@ -415,7 +417,7 @@ class ActorRef:
         caller.resolve(value)
 
     def _monitor(self, target: ActorRef) -> MonitorRef:
-        monitor = target._add_monitor(self._deliver_control)
+        monitor = target._add_monitor(self._deliver_control, self)
         if target._alive:
             self._watching[monitor] = target
         return monitor
@@ -424,11 +426,13 @@ class ActorRef:
         self._watching.pop(monitor, None)
         return monitor.target._monitors.pop(monitor, None) is not None
 
-    def _add_monitor(self, deliver: Callable[[Down], None]) -> MonitorRef:
+    def _add_monitor(
+        self, deliver: Callable[[Down], None], watcher: ActorRef | None = None
+    ) -> MonitorRef:
         """Call ``deliver(Down(...))`` once this actor exits (at once if it is dead)."""
         monitor = MonitorRef(next(_ids), self)
         if self._alive:
-            self._monitors[monitor] = deliver
+            self._monitors[monitor] = (deliver, watcher)
         else:
             deliver(Down(self, "noproc", monitor))
         return monitor
@@ -567,7 +571,9 @@ class ActorRef:
             target._monitors.pop(monitor, None)
         self._watching.clear()
         monitors, self._monitors = self._monitors, {}
-        for monitor, deliver in monitors.items():
+        for monitor, (deliver, watcher) in monitors.items():
+            if watcher is not None:
+                watcher._watching.pop(monitor, None)
             deliver(Down(self, reason, monitor))
         waiters, self._exit_waiters = self._exit_waiters, []
         for waiter in waiters:
