@@ -5,6 +5,8 @@ The public names live here; everything else is private. See ``docs/`` and the RE
 
 from __future__ import annotations
 
+import logging
+
 from ._actor import BRUTAL_KILL as BRUTAL_KILL
 from ._actor import ActorRef as ActorRef
 from ._actor import ActorStatistics as ActorStatistics
@@ -12,12 +14,18 @@ from ._actor import Down as Down
 from ._actor import MonitorRef as MonitorRef
 from ._actor import TimerRef as TimerRef
 from ._actor import is_normal_exit as is_normal_exit
+from ._broker import BROADCAST as BROADCAST
 from ._broker import DEAD_LETTERS as DEAD_LETTERS
 from ._broker import Broker as Broker
 from ._broker import BrokerStatistics as BrokerStatistics
 from ._broker import DeadLetter as DeadLetter
 from ._broker import Envelope as Envelope
 from ._broker import InMemoryBroker as InMemoryBroker
+from ._broker import InvalidTopic as InvalidTopic
+from ._broker import Middleware as Middleware
+from ._broker import NoSubscriber as NoSubscriber
+from ._broker import Request as Request
+from ._broker import RequestTimeout as RequestTimeout
 from ._broker import Subscription as Subscription
 from ._broker import message as message
 from ._broker import message_type as message_type
@@ -42,8 +50,10 @@ from ._gen_server import IdleTimeout as IdleTimeout
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._mailbox import Overflow as Overflow
+from ._node import Event as Event
 from ._node import Node as Node
 from ._node import run as run
+from ._probe import BrokerProbe as BrokerProbe
 from ._supervisor import LEAST_BUSY as LEAST_BUSY
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
 from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
@@ -71,7 +81,11 @@ from ._supervisor import worker_pool as worker_pool
 
 __version__ = "0.1.0"
 
+# Library etiquette: the application decides where log records go.
+logging.getLogger("otp").addHandler(logging.NullHandler())
+
 __all__ = [
+    "BROADCAST",
     "BRUTAL_KILL",
     "DEAD_LETTERS",
     "LEAST_BUSY",
@@ -91,6 +105,7 @@ __all__ = [
     "AlreadyStarted",
     "Backoff",
     "Broker",
+    "BrokerProbe",
     "BrokerStatistics",
     "CallTimeout",
     "CalledSelf",
@@ -101,20 +116,26 @@ __all__ = [
     "DeadLetter",
     "Down",
     "Envelope",
+    "Event",
     "GenServer",
     "IdleTimeout",
     "InMemoryBroker",
+    "InvalidTopic",
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
     "MaxChildren",
+    "Middleware",
     "MonitorRef",
     "NameTaken",
+    "NoSubscriber",
     "Node",
     "NotFound",
     "OTPError",
     "Overflow",
     "PoolRef",
+    "Request",
+    "RequestTimeout",
     "Restart",
     "StartFailed",
     "Strategy",

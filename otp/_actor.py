@@ -400,6 +400,7 @@ class ActorRef:
 
     def _on_drop(self, item: tuple[int, Any, Any], why: str) -> None:
         kind, message, caller = item
+        self._node._emit("overflow", actor=self, reason=why, detail=message)
         if kind == CALL:
             mailbox = self._mailbox
             caller.fail(MailboxFull(self, mailbox._capacity, mailbox._overflow))
@@ -578,6 +579,8 @@ class ActorRef:
         waiters, self._exit_waiters = self._exit_waiters, []
         for waiter in waiters:
             waiter.resolve(reason)
+        if node._listeners:
+            node._emit("exited", actor=self, reason=reason)
         if (
             isinstance(reason, Exception)
             and not self._init_failed
@@ -606,6 +609,7 @@ class ActorRef:
         try:
             return await waiter.wait(shutdown)  # type: ignore[arg-type]
         except Expired:
+            self._node._emit("shutdown_timeout", actor=self, detail=shutdown)
             logger.warning(
                 "actor %r did not stop within %ss of being asked; killing it",
                 self,
@@ -683,6 +687,8 @@ async def start_actor(
         if isinstance(exc, Exception) and not isinstance(exc, StartFailed):
             raise StartFailed(label, exc, where) from exc
         raise
+    if node._listeners:
+        node._emit("started", actor=ref)
     return ref
 
 

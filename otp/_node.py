@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+import attrs
 from anyio.abc import TaskGroup
 
-from . import _compat
 from ._actor import ActorRef, Shutdown, start_actor
 from ._broker import Broker, DeadLetter, InMemoryBroker
+from ._compat import backend as _current_backend
 from ._exceptions import NameTaken, SupervisorGaveUp
 from ._gen_server import GenServer
 from ._mailbox import Mailbox
@@ -20,11 +22,31 @@ from ._mailbox import Mailbox
 if TYPE_CHECKING:
     from ._supervisor import SupervisorRef, SupervisorSpec, TreeSnapshot, WorkerSpec
 
-__all__ = ["Node", "run"]
+__all__ = ["Event", "Node", "run"]
 
 logger = logging.getLogger("otp")
 
 T = TypeVar("T")
+
+_UTC = datetime.UTC
+
+
+@attrs.frozen
+class Event:
+    """A structured runtime event, delivered to :meth:`Node.add_event_listener` listeners.
+
+    ``kind`` is one of ``"started"``, ``"exited"`` (``reason`` says how; a crash is an
+    exception), ``"restarted"``, ``"restart_failed"``, ``"gave_up"``, ``"dead_letter"``,
+    ``"overflow"`` and ``"shutdown_timeout"``. The same happenings are logged on the
+    ``otp`` logger with ``extra={"otp_event": kind, ...}``.
+    """
+
+    kind: str
+    actor: Any = None
+    supervisor: Any = None
+    reason: Any = None
+    detail: Any = None
+    timestamp: datetime.datetime = attrs.field(factory=lambda: datetime.datetime.now(_UTC))
 
 
 class Node:
@@ -46,6 +68,7 @@ class Node:
         self._task_group_cm: TaskGroup | None = None
         self._entered = False
         self._closing = False
+        self._listeners: list[Callable[[Event], None]] = []
 
     def __repr__(self) -> str:
         return f"<otp.Node {self.name!r} actors={len(self._top)}>"
@@ -56,7 +79,7 @@ class Node:
         if self._entered:
             raise RuntimeError(f"{self!r} was already entered; create a new Node")
         self._entered = True
-        self._backend = _compat.backend()
+        self._backend = _current_backend()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group_cm = task_group
@@ -186,6 +209,39 @@ class Node:
 
         return snapshot_node(self)
 
+    # ------------------------------------------------------------------ events
+
+    def add_event_listener(self, listener: Callable[[Event], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every runtime :class:`Event` on this node (actor
+        started/exited, restarts, give-ups, dead letters, overflows); returns a function
+        that removes it. Listeners run synchronously in the event loop: keep them quick
+        (append to a list, ``send_nowait`` to an actor). An exception in a listener is
+        logged and ignored."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    def _emit(
+        self,
+        kind: str,
+        actor: Any = None,
+        supervisor: Any = None,
+        reason: Any = None,
+        detail: Any = None,
+    ) -> None:
+        if not self._listeners:
+            return
+        event = Event(kind, actor, supervisor, reason, detail)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("event listener %r failed on %r; ignored", listener, event)
+
     # ------------------------------------------------------------------ registry
 
     def _register(self, name: str, ref: Any) -> None:
@@ -202,6 +258,8 @@ class Node:
 
     def _dead_letter(self, recipient: Any, message: Any, reason: str) -> None:
         self.broker._dead_letter(DeadLetter(message=message, recipient=recipient, reason=reason))
+        if self._listeners:
+            self._emit("dead_letter", actor=recipient, reason=reason, detail=message)
 
 
 def run(

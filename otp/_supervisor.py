@@ -698,6 +698,7 @@ class _Supervisor(GenServer):
                 _reason_text(reason),
                 extra={"otp_event": "gave_up", "otp_supervisor": self.ref, "otp_reason": reason},
             )
+            self.node._emit("gave_up", actor=self.ref, supervisor=self.ref, reason=reason)
             raise SupervisorGaveUp(self.spec.name, self.spec.max_restarts, self.spec.within, reason)
         self.total_restarts += 1
 
@@ -721,10 +722,12 @@ class _Supervisor(GenServer):
                 )
                 # A failed restart counts toward the intensity; other requests (a shutdown,
                 # say) are served before the retry, as OTP's try_again_restart does.
+                self.node._emit("restart_failed", supervisor=self.ref, reason=cause)
                 self._count_restart(cause)
                 self.ref._deliver_control(_TryAgain(tuple(c.id for c in rest)))
                 return
             child.restarts += 1
+            self.node._emit("restarted", actor=child.ref, supervisor=self.ref, detail=child.id)
             logger.info(
                 "supervisor %r restarted child %r as %r",
                 self.spec.name,
@@ -881,7 +884,6 @@ class PoolRef(SupervisorRef):
     workers alive right now; a crashed worker is skipped until its supervisor restarts it.
     Supervisor operations are under :meth:`which_children` and friends, as usual.
     """
-
 
     def workers(self) -> list[ActorRef]:
         """The workers alive now, in pool order."""

@@ -622,3 +622,52 @@ def test_backoff_delays_grow_and_cap() -> None:
     assert all(0.5 <= jittered.delay(1) <= 1.5 for _ in range(50))
     with pytest.raises(ValueError, match="min"):
         otp.Backoff(min=2, max=1)
+
+
+async def test_events_report_starts_exits_restarts_and_give_ups(clock: FakeClock) -> None:
+    events: list[otp.Event] = []
+    with pytest.raises(otp.SupervisorGaveUp):
+        async with otp.Node() as node:
+            remove = node.add_event_listener(events.append)
+            node.add_event_listener(lambda e: 1 / 0)  # a failing listener is ignored
+            sup = await node.start(
+                otp.supervisor("s", [otp.worker(Counter, name="w")], max_restarts=1)
+            )
+            for _ in range(2):
+                ref = await child_ref(sup, "w")
+                assert ref is not None
+                await ref.cast(Crash())
+                if _ == 0:
+                    await restarted(sup, "w", ref)
+            await anyio.sleep_forever()
+    kinds = [e.kind for e in events]
+    assert kinds.count("started") >= 3  # supervisor, child, restarted child
+    assert "restarted" in kinds
+    assert "gave_up" in kinds
+    exits = [e for e in events if e.kind == "exited"]
+    crashed = [e for e in exits if type(e.reason) is RuntimeError]
+    assert len(crashed) == 2
+    assert any(isinstance(e.reason, otp.SupervisorGaveUp) for e in exits)
+    restart = next(e for e in events if e.kind == "restarted")
+    assert restart.supervisor is not None
+    assert restart.detail == "w"
+    remove()
+    remove()  # harmless twice
+
+
+async def test_dead_letter_and_overflow_events() -> None:
+    events: list[otp.Event] = []
+    async with otp.Node() as node:
+        node.add_event_listener(events.append)
+        ref = await node.spawn(Counter, mailbox=otp.Mailbox(1, otp.Overflow.DROP_NEWEST))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait(Add(1))
+        ref.cast_nowait(Add(2))  # dropped
+        event.set()
+    kinds = [e.kind for e in events]
+    assert "overflow" in kinds
+    assert "dead_letter" in kinds
+    overflow = next(e for e in events if e.kind == "overflow")
+    assert overflow.detail == Add(2)
