@@ -499,7 +499,7 @@ class ActorRef:
                         result = await server.handle_call(message, caller)
                         if result is not NOREPLY:
                             caller.resolve(result)
-                        elif not caller.done:
+                        elif not caller.done():
                             self._pending.add(caller)
                     elif kind == CAST:
                         await server.handle_cast(message)
@@ -553,7 +553,7 @@ class ActorRef:
         for timer in list(self._timers):
             timer.cancel()
         node.broker._actor_exited(self)
-        if not started.done:
+        if not started.done():
             started.fail(self._exited_error(reason))
         # Callers waiting on this actor are woken at once; other messages are dead letters.
         current = self._current

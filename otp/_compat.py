@@ -11,6 +11,9 @@ Everything here is single-threaded: callers must run in the event loop thread.
 
 from __future__ import annotations
 
+import math
+import weakref
+from collections import deque
 from typing import Any, Protocol
 
 import sniffio
@@ -25,8 +28,9 @@ class Expired(Exception):
 class Promise(Protocol):
     """A one-shot reply slot with a single waiter (the ``From`` of an OTP call)."""
 
-    @property
-    def done(self) -> bool: ...
+    def done(self) -> bool:
+        """``True`` once a value or error was delivered, or the waiter left."""
+        ...
 
     def resolve(self, value: object) -> bool:
         """Deliver ``value``; return ``False`` if the waiter already left or got a value."""
@@ -72,43 +76,104 @@ def _asyncio_backend() -> Backend:
     get_loop = asyncio.get_running_loop
     current = asyncio.current_task
 
-    def _expire(fut: asyncio.Future[Any]) -> None:
-        if not fut.done():
-            fut.set_exception(Expired())
+    future_done = asyncio.Future.done
 
-    class AsyncioPromise:
-        __slots__ = ("_fut",)
+    class Deadlines:
+        """Call timeouts for one event loop, without a timer per call.
+
+        Calls with the same timeout expire in the order they started, so each timeout
+        value gets a FIFO of ``(deadline, future)``; one loop timer serves them all, set
+        for the earliest deadline that is still pending. Finished calls are dropped from
+        the front lazily, so a FIFO holds roughly the calls in flight.
+        """
+
+        __slots__ = ("handle", "handle_when", "loop", "queues")
+
+        def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+            self.loop = loop
+            self.queues: dict[float, deque[tuple[float, asyncio.Future[Any]]]] = {}
+            self.handle: asyncio.TimerHandle | None = None
+            self.handle_when = math.inf
+
+        def add(self, timeout: float, fut: asyncio.Future[Any]) -> None:
+            when = self.loop.time() + timeout
+            queue = self.queues.get(timeout)
+            if queue is None:
+                queue = self.queues[timeout] = deque()
+            else:
+                while queue and future_done(queue[0][1]):
+                    queue.popleft()
+            queue.append((when, fut))
+            if when < self.handle_when:
+                if self.handle is not None:
+                    self.handle.cancel()
+                self.handle = self.loop.call_at(when, self.fire)
+                self.handle_when = when
+
+        def fire(self) -> None:
+            self.handle = None
+            self.handle_when = math.inf
+            now = self.loop.time()
+            earliest = math.inf
+            for timeout, queue in list(self.queues.items()):
+                while queue:
+                    when, fut = queue[0]
+                    if future_done(fut):
+                        queue.popleft()
+                    elif when <= now:
+                        queue.popleft()
+                        fut.set_exception(Expired())
+                        fut._log_traceback = False
+                    else:
+                        earliest = min(earliest, when)
+                        break
+                if not queue:
+                    del self.queues[timeout]
+            if earliest < math.inf:
+                self.handle = self.loop.call_at(earliest, self.fire)
+                self.handle_when = earliest
+
+    deadlines_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
+        weakref.WeakKeyDictionary()
+    )
+    last: list[Any] = [None, None]  # the most recent (loop, Deadlines): one lookup saved
+
+    def deadlines(loop: asyncio.AbstractEventLoop) -> Deadlines:
+        if last[0] is loop:
+            return last[1]  # type: ignore[no-any-return]
+        found = deadlines_by_loop.get(loop)
+        if found is None:
+            found = deadlines_by_loop[loop] = Deadlines(loop)
+        last[0], last[1] = loop, found
+        return found
+
+    class AsyncioPromise(asyncio.Future):  # type: ignore[type-arg]
+        # The promise is the future itself: one object per call. Invariant: whoever
+        # completes it first wins; later resolve/fail calls report False.
+        __slots__ = ()
 
         def __init__(self) -> None:
-            self._fut: asyncio.Future[Any] = get_loop().create_future()
-
-        @property
-        def done(self) -> bool:
-            return self._fut.done()
+            super().__init__(loop=get_loop())
 
         def resolve(self, value: object) -> bool:
-            fut = self._fut
-            if fut.done():
+            if future_done(self):
                 return False
-            fut.set_result(value)
+            self.set_result(value)
             return True
 
         def fail(self, exc: BaseException) -> bool:
-            fut = self._fut
-            if fut.done():
+            if future_done(self):
                 return False
-            fut.set_exception(exc)
+            self.set_exception(exc)
+            # A waiter that already left is not an error worth asyncio's
+            # "exception was never retrieved" report.
+            self._log_traceback = False
             return True
 
         async def wait(self, timeout: float | None) -> Any:
-            fut = self._fut
-            if timeout is None:
-                return await fut
-            handle = fut.get_loop().call_later(timeout, _expire, fut)
-            try:
-                return await fut
-            finally:
-                handle.cancel()
+            if timeout is not None:
+                deadlines(self.get_loop()).add(timeout, self)
+            return await self
 
     def _wake_parked(fut: asyncio.Future[bool], value: bool) -> None:
         if not fut.done():
@@ -182,7 +247,6 @@ def _trio_backend() -> Backend:
             self._task: Any = None
             self._outcome: Any = None
 
-        @property
         def done(self) -> bool:
             return self._done
 

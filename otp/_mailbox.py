@@ -213,7 +213,7 @@ class MailboxQueue:
             high_water=self.high_water,
             enqueued=self.enqueued,
             dropped=self.dropped,
-            blocked_senders=sum(1 for _, p in self._blocked if not p.done),
+            blocked_senders=sum(1 for _, p in self._blocked if not p.done()),
             capacity=self._capacity,
             overflow=self._overflow,
         )

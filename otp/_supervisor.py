@@ -579,7 +579,7 @@ class _Supervisor(GenServer):
             pending.append((ref, child.spec.shutdown, waiter))
         started = time.monotonic()
         for ref, shutdown, waiter in pending:
-            if waiter.done and not ref.alive:
+            if waiter.done() and not ref.alive:
                 continue
             if shutdown is None or shutdown is BRUTAL_KILL:
                 await ref.join()
