@@ -34,6 +34,7 @@ from ._mailbox import (
     CALL,
     CAST,
     INFO,
+    SYSTEM,
     Full,
     Mailbox,
     MailboxQueue,
@@ -355,6 +356,24 @@ class ActorRef:
         except Expired:
             raise CallTimeout(self, timeout or 0.0, "join") from None
 
+    async def get_state(self, timeout: float | None = 5.0) -> dict[str, Any]:
+        """A shallow copy of the server's attributes, taken between two callbacks
+        (``sys:get_state/1``); ``ref`` and ``node`` are left out.
+
+        Raises :class:`otp.ActorExited` if the actor is dead or dies first,
+        :class:`otp.CallTimeout` after ``timeout``. Debugging aid: do not drive logic with it.
+        """
+        if not self._alive:
+            raise self._exited_error()
+        if self._backend.current_task() is self._task:
+            return _state_of(self._server)
+        caller = self._backend.promise()
+        self._mailbox.put_control((SYSTEM, _state_of, caller))
+        try:
+            return await caller.wait(timeout)  # type: ignore[no-any-return]
+        except Expired:
+            raise CallTimeout(self, timeout or 0.0, "get_state") from None
+
     def statistics(self) -> ActorStatistics:
         """A frozen snapshot of this actor's counters and mailbox (OTP's ``sys:statistics``)."""
         return ActorStatistics(
@@ -503,8 +522,10 @@ class ActorRef:
                             self._pending.add(caller)
                     elif kind == CAST:
                         await server.handle_cast(message)
-                    else:
+                    elif kind == INFO:
                         await server.handle_info(message)
+                    else:  # SYSTEM: runs in the actor, between callbacks (OTP's sys)
+                        caller.resolve(message(server))
                     self._current = None
                     self._handled += 1
                     while continues and self._stop_reason is _RUNNING:
@@ -561,7 +582,7 @@ class ActorRef:
         if current is not None and current[0] == CALL:
             current[2].fail(self._exited_error(reason))
         for kind, message, caller in self._mailbox.close():
-            if kind == CALL:
+            if kind in (CALL, SYSTEM):
                 caller.fail(self._exited_error(reason))
             else:
                 node._dead_letter(self, message, "actor_exited")
@@ -622,11 +643,15 @@ class ActorRef:
         return await waiter.wait(None)
 
 
+def _state_of(server: GenServer) -> dict[str, Any]:
+    return {k: v for k, v in vars(server).items() if k not in ("ref", "node")}
+
+
 def _describe_item(item: tuple[int, Any, Any] | None) -> str:
     if item is None:
         return "no message"
     kind, message, _ = item
-    return f"{('call', 'cast', 'info')[kind]} {message!r}"
+    return f"{('call', 'cast', 'info', 'system')[kind]} {message!r}"
 
 
 async def start_actor(

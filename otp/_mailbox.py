@@ -86,6 +86,7 @@ class Full(Exception):
 CALL = 0
 CAST = 1
 INFO = 2
+SYSTEM = 3  # (SYSTEM, fn(server) -> reply, caller): sys-style requests, past the capacity
 
 
 class MailboxQueue:

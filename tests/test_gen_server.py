@@ -461,3 +461,18 @@ async def test_spawn_rejects_bad_input() -> None:
             await node.spawn(Counter, shutdown=-1)
         with pytest.raises(TypeError, match="name"):
             await node.spawn(Counter, name="")
+
+
+async def test_get_state_returns_a_copy_between_callbacks() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Counter, 4)
+        await ref.cast(Add(1))
+        state = await ref.get_state()
+        assert state["total"] == 5
+        assert "ref" not in state
+        assert "node" not in state
+        state["total"] = 100  # a copy: the actor is unaffected
+        assert await ref.call(Get()) == 5
+        await ref.stop()
+        with pytest.raises(otp.ActorExited):
+            await ref.get_state()
