@@ -214,10 +214,7 @@ def _asyncio_backend() -> Backend:
         name = "asyncio"
         promise = AsyncioPromise
         parker = AsyncioParker
-
-        @staticmethod
-        def current_task() -> object:
-            return current()
+        current_task = staticmethod(current)
 
     AsyncioBackend.checkpoint = staticmethod(checkpoint)  # type: ignore[attr-defined]
     return AsyncioBackend()  # type: ignore[return-value]
