@@ -1,37 +1,64 @@
-"""The pub/sub broker: topics with wildcards, envelopes, dead letters.
+"""The pub/sub broker: topics with wildcards, envelopes, request/reply, broadcast, middleware,
+priorities, dead letters and statistics.
 
-Topic grammar: a topic is dot-separated segments (``orders.created``). In a subscription
-pattern ``*`` matches exactly one segment and ``#`` matches zero or more segments
-(``orders.*`` matches ``orders.created`` but not ``orders.eu.created``; ``orders.#``
-matches ``orders``, ``orders.created`` and ``orders.eu.created``).
+Topic grammar. A topic is one or more dot-separated segments (``orders.eu.created``); a
+segment is any non-empty run of characters other than ``.``, ``*``, ``#`` and whitespace.
+A subscription *pattern* may also use two wildcards, each a whole segment: ``*`` matches
+exactly one segment and ``#`` matches zero or more (``orders.*`` matches
+``orders.created`` but not ``orders.eu.created``; ``orders.#`` matches ``orders``,
+``orders.created`` and ``orders.eu.created``). As in MQTT, a pattern that *starts* with a
+wildcard does not match a topic whose first segment starts with ``$`` (the system topics
+such as :data:`DEAD_LETTERS` and request inboxes): subscribe to them by name.
+
+The way of one message: ``publish`` looks the topic up in a route cache (a tuple of
+subscribers per concrete topic, rebuilt only after a subscription change), runs the
+middleware stages if there are any, then hands the message to each subscriber in turn:
+an actor gets it in its mailbox (``handle_info``), a :class:`Subscription` gets an
+:class:`Envelope` in its own buffer. No task is spawned per message and the envelope is
+only built when a stage or a subscription needs it.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime
+import inspect
 import itertools
 import logging
+import math
 import os
+import re
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar, runtime_checkable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, runtime_checkable
 
+import anyio
 import attrs
 
-from ._mailbox import INFO, Full, Mailbox, MailboxQueue, Overflow
+from ._actor import ActorRef
+from ._compat import backend as _current_backend
+from ._exceptions import OTPError
+from ._mailbox import INFO, Full, Mailbox, MailboxStatistics, Overflow
 
 if TYPE_CHECKING:
-    from ._actor import ActorRef
+    from ._compat import Backend, Parker, Promise
     from ._node import Node
 
 __all__ = [
+    "BROADCAST",
     "DEAD_LETTERS",
     "Broker",
     "BrokerStatistics",
     "DeadLetter",
     "Envelope",
     "InMemoryBroker",
+    "InvalidTopic",
+    "Middleware",
+    "NoSubscriber",
+    "Request",
+    "RequestTimeout",
     "Subscription",
     "message",
     "message_type",
@@ -42,6 +69,18 @@ logger = logging.getLogger("otp")
 
 #: The topic on which every dead letter is published as a :class:`DeadLetter`.
 DEAD_LETTERS: Final = "$otp.dead_letters"
+
+#: The topic middleware sees on the envelope of a :meth:`Broker.broadcast`.
+BROADCAST: Final = "$otp.broadcast"
+
+#: Request inboxes are topics under this prefix (``$otp.inbox.<id>``).
+_INBOX: Final = "$otp.inbox."
+
+#: Concrete topics remembered by the route cache before it starts over.
+_ROUTE_CACHE_SIZE: Final = 10_000
+
+#: How many buffered envelopes a subscription hands out back to back before it yields.
+_BUDGET: Final = 64
 
 _UTC = datetime.UTC
 
@@ -83,9 +122,84 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(_UTC)
 
 
+# ---------------------------------------------------------------------------- errors
+
+
+class InvalidTopic(OTPError, ValueError):
+    """A topic or subscription pattern breaks the topic grammar (see :mod:`otp._broker`)."""
+
+    def __init__(self, topic: str, problem: str) -> None:
+        self.topic = topic
+        self.problem = problem
+        super().__init__(
+            f"invalid topic {topic!r}: {problem}; topics are dot-separated segments like "
+            "'orders.created', and subscription patterns may use '*' (one segment) and '#' "
+            "(zero or more) as whole segments"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.topic, self.problem))
+
+
+class NoSubscriber(OTPError, LookupError):
+    """A :meth:`Broker.request` reached no subscriber, so no reply can come (NATS's
+    "no responders"). Raised at once instead of waiting for the timeout."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        super().__init__(
+            f"request on topic {topic!r} reached no subscriber (nobody subscribes to it, "
+            "middleware dropped it, or every subscriber's overflow policy refused it); "
+            "start the responder first or check the topic"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.topic,))
+
+
+class RequestTimeout(OTPError, TimeoutError):
+    """A :meth:`Broker.request` got no reply within its timeout (also a ``TimeoutError``).
+
+    A reply that arrives later becomes a dead letter.
+    """
+
+    def __init__(self, topic: str, timeout: float) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        super().__init__(
+            f"request on topic {topic!r} got no reply within {timeout:g}s; make sure the "
+            "subscriber answers with request.reply(value) (or broker.reply(envelope, value)) "
+            "or raise timeout="
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.topic, self.timeout))
+
+
+# ---------------------------------------------------------------------------- data
+
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+def _freeze_headers(value: Mapping[str, str] | None) -> Mapping[str, str]:
+    if not value:
+        return _NO_HEADERS
+    if isinstance(value, MappingProxyType):
+        return value
+    return MappingProxyType(dict(value))
+
+
 @attrs.frozen
 class Envelope:
-    """A published message with its metadata, as a :meth:`Broker.subscribe` iterator yields it."""
+    """A published message with its metadata, as a :class:`Subscription` yields it.
+
+    ``id`` is unique per broker, ``timestamp`` is UTC, ``sender`` is the publishing actor
+    (or ``None``), ``reply_to`` the inbox topic of a :meth:`Broker.request` (answer it with
+    :meth:`Broker.reply`), ``headers`` free-form string metadata (read-only), ``priority``
+    the publisher's priority (higher first). Akka's counterpart is the event-bus
+    classifier's event; NATS's is the message with its subject, reply subject and headers.
+    """
 
     id: str
     topic: str
@@ -93,12 +207,20 @@ class Envelope:
     timestamp: datetime.datetime
     sender: ActorRef | None = None
     reply_to: str | None = None
-    headers: dict[str, str] = attrs.field(factory=dict)
+    headers: Mapping[str, str] = attrs.field(default=_NO_HEADERS, converter=_freeze_headers)
+    priority: int = 0
 
 
 @attrs.frozen
 class DeadLetter:
-    """A message nobody received: no subscriber, a dead recipient, or an overflow drop."""
+    """A message nobody received (Akka's ``DeadLetter``), published on :data:`DEAD_LETTERS`.
+
+    ``reason`` says why: ``"no_subscriber"`` (nobody subscribes to ``topic``),
+    ``"noproc"`` / ``"actor_exited"`` (the recipient actor is dead),
+    ``"dropped_newest"`` / ``"dropped_oldest"`` / ``"dropped_lowest_priority"`` /
+    ``"mailbox_full"`` (an overflow policy), ``"subscription_closed"``,
+    ``"dropped_by_middleware"`` (``recipient`` is the stage) or ``"late_reply"``.
+    """
 
     message: Any
     recipient: Any
@@ -109,356 +231,1136 @@ class DeadLetter:
 
 @attrs.frozen
 class BrokerStatistics:
-    """A snapshot of a broker's counters."""
+    """A snapshot of a broker's counters (:meth:`Broker.statistics`).
+
+    ``published`` counts publishes with a valid topic (requests, replies and broadcasts
+    included); ``delivered`` the messages a subscriber accepted into its mailbox or
+    buffer; ``dropped`` the deliveries a subscriber's overflow policy refused or evicted;
+    ``filtered`` the messages middleware dropped; ``dead_letters`` every dead letter
+    recorded (drops included); ``subscribers`` the subscriber count per pattern.
+    """
 
     published: int
     delivered: int
     dropped: int
+    filtered: int
     dead_letters: int
-    subscribers: dict[str, int]
+    subscribers: Mapping[str, int]
 
 
-def _check_topic(topic: str, *, pattern: bool) -> None:
-    if not isinstance(topic, str) or not topic:
-        raise ValueError(f"a topic must be a non-empty str, not {topic!r}")
-    segments = topic.split(".")
-    if any(not s for s in segments):
-        raise ValueError(
-            f"topic {topic!r} has an empty segment; segments are separated by single dots"
-        )
-    if not pattern and any(s in ("*", "#") for s in segments):
-        raise ValueError(f"publish to a concrete topic, not the pattern {topic!r}")
-    if pattern:
-        for s in segments:
-            if s not in ("*", "#") and ("*" in s or "#" in s):
-                raise ValueError(
-                    f"pattern {topic!r}: '*' and '#' must be whole segments (like 'orders.*')"
-                )
+@attrs.frozen
+class Request:
+    """A requested message, as an actor subscriber receives it in ``handle_info``.
+
+    Published with a ``reply_to`` (by :meth:`Broker.request`), a message reaches actors
+    wrapped in a ``Request`` so they can answer; subscriptions see the bare
+    :class:`Envelope` and answer with :meth:`Broker.reply`. Match it like any message::
+
+        case otp.Request(message=GetPrice(symbol)) as request:
+            await request.reply(self.prices[symbol])
+
+    The first reply wins; later ones become dead letters. NATS's request/reply and
+    Akka's ``ask`` pattern are the counterparts.
+    """
+
+    envelope: Envelope
+    _broker: Broker = attrs.field(alias="broker", eq=False, repr=False)
+
+    @property
+    def message(self) -> Any:
+        """The requested message."""
+        return self.envelope.message
+
+    async def reply(
+        self,
+        value: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Answer the request with ``value``; returns 1 if the requester got it, 0 if it
+        had given up (the reply is then a dead letter)."""
+        return await self._broker.reply(self.envelope, value, sender=sender, headers=headers)
+
+
+#: A middleware stage: takes an envelope and returns it (maybe changed with
+#: ``attrs.evolve``), or ``None`` to drop the message. May be sync or async.
+Middleware: TypeAlias = Callable[[Envelope], Envelope | Awaitable[Envelope | None] | None]
+
+
+# ---------------------------------------------------------------------------- topics
+
+
+_SEGMENT = r"[^.*#\s]+"
+_TOPIC_RE: Final = re.compile(rf"{_SEGMENT}(?:\.{_SEGMENT})*")
+_PATTERN_RE: Final = re.compile(rf"(?:{_SEGMENT}|\*|#)(?:\.(?:{_SEGMENT}|\*|#))*")
+
+
+def _topic_problem(topic: str, *, pattern: bool) -> str:
+    if any(not segment for segment in topic.split(".")):
+        return "it has an empty segment (segments are separated by single dots)"
+    if any(c.isspace() for c in topic):
+        return "it contains whitespace"
+    if not pattern:
+        return "wildcards belong in subscription patterns; publish to a concrete topic"
+    return "'*' and '#' must be whole segments (like 'orders.*' or 'orders.#')"
+
+
+def _check_topic(topic: object) -> str:
+    """Return ``topic`` if it is a valid concrete topic; raise otherwise."""
+    if not isinstance(topic, str):
+        raise TypeError(f"a topic must be a str like 'orders.created', not {topic!r}")
+    if _TOPIC_RE.fullmatch(topic) is None:
+        if not topic:
+            raise InvalidTopic(topic, "it is empty")
+        raise InvalidTopic(topic, _topic_problem(topic, pattern=False))
+    return topic
+
+
+def _check_pattern(pattern: object) -> str:
+    """Return ``pattern`` if it is a valid subscription pattern; raise otherwise."""
+    if not isinstance(pattern, str):
+        raise TypeError(f"a topic pattern must be a str like 'orders.*', not {pattern!r}")
+    if _PATTERN_RE.fullmatch(pattern) is None:
+        if not pattern:
+            raise InvalidTopic(pattern, "it is empty")
+        raise InvalidTopic(pattern, _topic_problem(pattern, pattern=True))
+    return pattern
+
+
+def _is_wild(pattern: str) -> bool:
+    return "*" in pattern or "#" in pattern
+
+
+class _Pattern:
+    """A compiled wildcard pattern."""
+
+    __slots__ = ("guard_system", "has_hash", "segments")
+
+    def __init__(self, pattern: str) -> None:
+        self.segments = tuple(pattern.split("."))
+        self.has_hash = "#" in self.segments
+        self.guard_system = self.segments[0] in ("*", "#")
+
+    def match(self, topic: list[str]) -> bool:
+        p = self.segments
+        if self.guard_system and topic[0].startswith("$"):
+            return False
+        if not self.has_hash:
+            if len(p) != len(topic):
+                return False
+            return all(want == "*" or want == got for want, got in zip(p, topic))
+        # '#' present: simulate the pattern as an NFA, one topic segment at a time
+        # (linear in len(pattern) * len(topic), whatever the number of '#').
+        n = len(p)
+        states = self._closure([0])
+        for segment in topic:
+            following: list[int] = []
+            for i in states:
+                if i < n:
+                    want = p[i]
+                    if want == "#":
+                        following.append(i)
+                    elif want == "*" or want == segment:
+                        following.append(i + 1)
+            if not following:
+                return False
+            states = self._closure(following)
+        return n in states
+
+    def _closure(self, start: list[int]) -> set[int]:
+        # Every state reachable by letting a '#' match zero segments.
+        p = self.segments
+        n = len(p)
+        seen: set[int] = set()
+        stack = list(start)
+        while stack:
+            i = stack.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            if i < n and p[i] == "#":
+                stack.append(i + 1)
+        return seen
 
 
 def topic_matches(pattern: str, topic: str) -> bool:
-    """``True`` if ``topic`` matches ``pattern`` (``*``: one segment, ``#``: zero or more)."""
-    return _match(pattern.split("."), 0, topic.split("."), 0)
+    """``True`` if the concrete ``topic`` matches the subscription ``pattern``.
+
+    ``*`` matches one segment, ``#`` zero or more; a pattern starting with a wildcard
+    does not match a topic whose first segment starts with ``$``. Raises
+    :class:`InvalidTopic` if either breaks the grammar.
+    """
+    _check_pattern(pattern)
+    _check_topic(topic)
+    return _Pattern(pattern).match(topic.split("."))
 
 
-def _match(p: list[str], i: int, t: list[str], j: int) -> bool:
-    while i < len(p):
-        seg = p[i]
-        if seg == "#":
-            if i == len(p) - 1:
-                return True
-            return any(_match(p, i + 1, t, k) for k in range(j, len(t) + 1))
-        if j >= len(t):
-            return False
-        if seg != "*" and seg != t[j]:
-            return False
-        i += 1
-        j += 1
-    return j == len(t)
+def _check_priority(priority: object) -> int:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"priority must be an int (higher is delivered first), not {priority!r}")
+    return priority
 
 
-def _is_pattern(topic: str) -> bool:
-    return "*" in topic or "#" in topic
+# ---------------------------------------------------------------------------- the protocol
 
 
 @runtime_checkable
 class Broker(Protocol):
-    """What a broker offers; :class:`InMemoryBroker` is the default, ``otp.redis`` another."""
+    """What a broker offers; :class:`InMemoryBroker` is the default.
 
-    async def publish(
-        self, topic: str, message: Any, *, sender: ActorRef | None = None
-    ) -> None: ...
-
-    def subscribe(self, topic: str, *, mailbox: Mailbox | None = None) -> Any: ...
-
-    def statistics(self) -> BrokerStatistics: ...
-
-    async def _attach(self, node: Node) -> None: ...
-
-    async def _detach(self, node: Node) -> None: ...
-
-    async def _subscribe_actor(self, ref: ActorRef, topic: str) -> None: ...
-
-    async def _unsubscribe_actor(self, ref: ActorRef, topic: str) -> None: ...
-
-    def _actor_exited(self, ref: ActorRef) -> None: ...
-
-    def _dead_letter(self, letter: DeadLetter) -> None: ...
-
-
-class Subscription:
-    """An async iterator of :class:`Envelope` for one pattern (``broker.subscribe``).
-
-    It has its own buffer shaped by a :class:`otp.Mailbox` (unbounded by default).
+    The public methods are the user-facing contract and are kept small so a networked
+    broker (Redis, NATS) can implement them unchanged: a topic is a string, a request is a
+    publish with a ``reply_to`` inbox topic, a reply is a publish to that inbox. The
+    underscored methods are the runtime's hooks: the :class:`otp.Node` and the actors call
+    them; users never do.
     """
 
+    async def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+        reply_to: str | None = None,
+        priority: int = 0,
+    ) -> int:
+        """Deliver ``message`` to every subscriber whose pattern matches ``topic`` and
+        return how many accepted it. Raises :class:`InvalidTopic`."""
+        ...
+
+    def subscribe(
+        self, topic: str, *, mailbox: Mailbox | None = None
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """An async context manager yielding a :class:`Subscription` to ``topic``
+        (wildcards allowed) for the body of the ``async with``."""
+        ...
+
+    async def request(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Publish ``message`` with a fresh ``reply_to`` inbox and return the first reply.
+        Raises :class:`NoSubscriber`, :class:`RequestTimeout`."""
+        ...
+
+    async def reply(
+        self,
+        envelope: Envelope,
+        value: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Publish ``value`` to ``envelope.reply_to``; returns 1 if the requester got it.
+        Raises ``ValueError`` if the envelope was not a request."""
+        ...
+
+    async def broadcast(
+        self,
+        message: Any,
+        *,
+        where: Callable[[ActorRef], bool] | None = None,
+        sender: ActorRef | None = None,
+    ) -> int:
+        """Send ``message`` to ``handle_info`` of every live worker actor of the node(s)
+        (those for which ``where(ref)`` is true); returns how many accepted it."""
+        ...
+
+    def use(self, stage: Middleware) -> Middleware:
+        """Append a middleware stage to the chain every published message goes through."""
+        ...
+
+    def remove_middleware(self, stage: Middleware) -> None:
+        """Take a stage out of the chain. Raises ``ValueError`` if it is not in it."""
+        ...
+
+    def statistics(self) -> BrokerStatistics:
+        """A frozen snapshot of the counters."""
+        ...
+
+    async def _attach(self, node: Node) -> None:
+        """The node enters: the broker may now reach its actors."""
+        ...
+
+    async def _detach(self, node: Node) -> None:
+        """The node leaves, after its actors have exited."""
+        ...
+
+    async def _subscribe_actor(self, ref: ActorRef, topic: str) -> None:
+        """Deliver messages on ``topic`` to ``ref``'s ``handle_info`` until it exits."""
+        ...
+
+    async def _unsubscribe_actor(self, ref: ActorRef, topic: str) -> None:
+        """End one subscription of ``ref`` (no-op if it has none on ``topic``)."""
+        ...
+
+    def _actor_exited(self, ref: ActorRef) -> None:
+        """End every subscription of ``ref``; called synchronously from its exit."""
+        ...
+
+    def _dead_letter(self, letter: DeadLetter) -> None:
+        """Record a dead letter and publish it on :data:`DEAD_LETTERS`; synchronous."""
+        ...
+
+
+# ---------------------------------------------------------------------------- receivers
+
+# What a receiver's ``_offer`` says about one envelope.
+_ACCEPTED: Final = 0
+_DROPPED: Final = 1
+_WAIT: Final = 2
+
+# Drop reasons that count as ``dropped`` (an overflow policy at work).
+_OVERFLOW_REASONS: Final = frozenset(
+    {"dropped_newest", "dropped_oldest", "dropped_lowest_priority", "mailbox_full"}
+)
+
+_DropHook = Callable[[Any, "Envelope", str], None]
+
+
+def _ignore_drop(receiver: Any, envelope: Envelope, reason: str) -> None:
+    pass
+
+
+class _Receiver:
+    """Base of the non-actor subscribers (they receive envelopes)."""
+
+    __slots__ = ()
+
+    def _offer(self, envelope: Envelope) -> int:
+        raise NotImplementedError
+
+    async def _offer_blocking(self, envelope: Envelope) -> bool:
+        raise NotImplementedError
+
+    def _offer_system(self, envelope: Envelope) -> None:
+        raise NotImplementedError
+
+
+class _Buffer:
+    """A subscription's buffer: ordered by priority (higher first), FIFO within one
+    priority, bounded and overflowing as its :class:`Mailbox` says."""
+
+    __slots__ = (
+        "_blocked",
+        "_capacity",
+        "_levels",
+        "_order",
+        "_overflow",
+        "_parker",
+        "_size",
+        "dropped",
+        "enqueued",
+        "high_water",
+    )
+
+    def __init__(self, spec: Mailbox, parker: Parker) -> None:
+        self._capacity = spec.capacity
+        self._overflow = spec.overflow
+        self._parker = parker
+        # priority -> its queue, and the negated priorities that have one, ascending
+        # (so the most urgent comes first).
+        self._levels: dict[int, deque[Envelope]] = {}
+        self._order: list[int] = []
+        self._size = 0
+        self._blocked: deque[tuple[Envelope, Promise]] = deque()
+        self.enqueued = 0
+        self.dropped = 0
+        self.high_water = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _append(self, envelope: Envelope) -> None:
+        priority = envelope.priority
+        queue = self._levels.get(priority)
+        if queue is None:
+            queue = self._levels[priority] = deque()
+            bisect.insort(self._order, -priority)
+        queue.append(envelope)
+        self._size += 1
+        self.enqueued += 1
+        if self._size > self.high_water:
+            self.high_water = self._size
+        self._parker.wake()
+
+    def _pop(self, index: int) -> Envelope:
+        priority = -self._order[index]
+        queue = self._levels[priority]
+        envelope = queue.popleft()
+        self._size -= 1
+        if not queue:
+            del self._levels[priority]
+            del self._order[index]
+        return envelope
+
+    def put(self, envelope: Envelope) -> tuple[int, Envelope | None, str]:
+        """Queue without waiting: ``(status, dropped envelope or None, reason)``."""
+        cap = self._capacity
+        if cap is None or (self._size < cap and not self._blocked):
+            self._append(envelope)
+            return _ACCEPTED, None, ""
+        overflow = self._overflow
+        if overflow is Overflow.BLOCK:
+            return _WAIT, None, ""
+        self.dropped += 1
+        if overflow is Overflow.DROP_OLDEST:
+            # The oldest message of the lowest priority goes, counting the new one.
+            if envelope.priority < -self._order[-1]:
+                return _DROPPED, envelope, "dropped_lowest_priority"
+            old = self._pop(len(self._order) - 1)
+            self._append(envelope)
+            return _ACCEPTED, old, "dropped_oldest"
+        if overflow is Overflow.DROP_NEWEST:
+            return _DROPPED, envelope, "dropped_newest"
+        return _DROPPED, envelope, "mailbox_full"
+
+    def put_past_capacity(self, envelope: Envelope) -> None:
+        self._append(envelope)
+
+    async def put_blocking(self, envelope: Envelope, backend: Backend) -> bool:
+        """Wait for room (``Overflow.BLOCK``); ``False`` if the buffer closed first."""
+        promise = backend.promise()
+        self._blocked.append((envelope, promise))
+        return bool(await promise.wait(None))
+
+    def get(self) -> Envelope:
+        envelope = self._pop(0)
+        if self._blocked:
+            self._admit()
+        return envelope
+
+    def _admit(self) -> None:
+        blocked = self._blocked
+        cap = self._capacity
+        assert cap is not None
+        while blocked and self._size < cap:
+            envelope, promise = blocked.popleft()
+            if promise.resolve(True):
+                self._append(envelope)
+
+    def close(self) -> list[Envelope]:
+        """Release blocked publishers; return the envelopes they could not deliver."""
+        refused = []
+        while self._blocked:
+            envelope, promise = self._blocked.popleft()
+            if promise.resolve(False):
+                refused.append(envelope)
+        return refused
+
+    def drain(self) -> list[Envelope]:
+        left = []
+        while self._size:
+            left.append(self._pop(0))
+        return left
+
+    def statistics(self) -> MailboxStatistics:
+        return MailboxStatistics(
+            depth=self._size,
+            high_water=self.high_water,
+            enqueued=self.enqueued,
+            dropped=self.dropped,
+            blocked_senders=sum(1 for _, p in self._blocked if not p.done()),
+            capacity=self._capacity,
+            overflow=self._overflow,
+        )
+
+
+class Subscription(_Receiver):
+    """An async iterator of :class:`Envelope` for one pattern, made by
+    :meth:`Broker.subscribe` (Akka's event-stream subscriber, a NATS subscription).
+
+    It has its own buffer shaped by an :class:`otp.Mailbox` (unbounded and ``BLOCK`` by
+    default): ``capacity`` bounds it, ``overflow`` says what a full buffer does with the
+    next message. The buffer hands out higher-``priority`` envelopes first, and envelopes
+    of one priority in arrival order. Iteration ends once the subscription is closed and
+    its buffer is empty. One task at a time may receive.
+
+    Networked brokers may reuse it: create it with the pattern, the mailbox and an
+    ``on_drop(subscription, envelope, reason)`` hook, and feed it with ``_offer``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_backend",
+        "_budget",
+        "_buffer",
+        "_closed",
+        "_on_drop",
+        "_parker",
+        "_receiving",
+        "pattern",
+    )
+
     def __init__(
-        self, broker: InMemoryBroker, pattern: str, mailbox: Mailbox, backend: Any
+        self,
+        pattern: str,
+        mailbox: Mailbox | None = None,
+        *,
+        on_drop: _DropHook | None = None,
     ) -> None:
+        if mailbox is None:
+            mailbox = _UNBOUNDED
+        elif not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
+        #: The pattern this subscription receives.
         self.pattern = pattern
-        self._broker = broker
-        self._parker = backend.parker()
-        self._queue = MailboxQueue(mailbox, self._parker, self._on_drop)
-        self._backend = backend
+        self._backend = backend = _current_backend()
+        self._parker = parker = backend.parker()
+        self._buffer = _Buffer(mailbox, parker)
+        self._on_drop = on_drop or _ignore_drop
         self._closed = False
+        self._receiving = False
+        self._budget = _BUDGET
 
     def __repr__(self) -> str:
-        return f"<Subscription {self.pattern!r} depth={len(self._queue)}>"
+        state = " closed" if self._closed else ""
+        return f"<Subscription {self.pattern!r} depth={len(self._buffer)}{state}>"
 
-    def _on_drop(self, item: tuple[int, Any, Any], why: str) -> None:
-        envelope = item[1]
-        self._broker._count_drop()
-        self._broker._dead_letter(DeadLetter(envelope.message, self, why, topic=envelope.topic))
+    def __len__(self) -> int:
+        """The number of envelopes waiting in the buffer."""
+        return len(self._buffer)
+
+    @property
+    def closed(self) -> bool:
+        """``True`` once the ``async with`` has ended or the node has left."""
+        return self._closed
 
     def __aiter__(self) -> Subscription:
         return self
 
     async def __anext__(self) -> Envelope:
-        if self._closed and not self._queue:
-            raise StopAsyncIteration
-        return await self.receive()
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
 
     async def receive(self) -> Envelope:
-        """Wait for the next envelope."""
-        queue = self._queue
-        while not queue:
-            if self._closed:
-                raise StopAsyncIteration
-            await self._parker.park(None)
-        return queue.get()[1]  # type: ignore[no-any-return]
+        """Wait for the next envelope.
+
+        Raises ``anyio.EndOfStream`` once the subscription is closed and drained, and
+        ``anyio.BusyResourceError`` if another task is already waiting on it.
+        """
+        buffer = self._buffer
+        if buffer._size:
+            self._budget -= 1
+            if not self._budget:
+                self._budget = _BUDGET
+                await self._backend.checkpoint()
+                if buffer._size:
+                    return buffer.get()
+            else:
+                return buffer.get()
+        if self._receiving:
+            raise anyio.BusyResourceError("receiving from")
+        self._receiving = True
+        try:
+            while not buffer._size:
+                if self._closed:
+                    raise anyio.EndOfStream
+                await self._parker.park(None)
+        finally:
+            self._receiving = False
+        return buffer.get()
 
     def receive_nowait(self) -> Envelope | None:
         """The next envelope if one is waiting, else ``None``."""
-        if self._queue:
-            return self._queue.get()[1]  # type: ignore[no-any-return]
+        if self._buffer._size:
+            return self._buffer.get()
         return None
 
-    def statistics(self) -> Any:
-        return self._queue.statistics()
+    def statistics(self) -> MailboxStatistics:
+        """A snapshot of the buffer's counters."""
+        return self._buffer.statistics()
+
+    # -------------------------------------------------------------- the broker's side
+
+    def _offer(self, envelope: Envelope) -> int:
+        if self._closed:
+            self._on_drop(self, envelope, "subscription_closed")
+            return _DROPPED
+        status, dropped, reason = self._buffer.put(envelope)
+        if dropped is not None:
+            self._on_drop(self, dropped, reason)
+        return status
+
+    async def _offer_blocking(self, envelope: Envelope) -> bool:
+        # Called after _offer said _WAIT; the refusal of a closing buffer is reported by
+        # _close, so a False here needs no dead letter from the caller.
+        return await self._buffer.put_blocking(envelope, self._backend)
+
+    def _offer_system(self, envelope: Envelope) -> None:
+        # Dead letters: never waited for. A full BLOCK buffer takes them past its capacity;
+        # the other policies apply as usual.
+        if self._closed:
+            return
+        status, dropped, reason = self._buffer.put(envelope)
+        if status == _WAIT:
+            self._buffer.put_past_capacity(envelope)
+        elif dropped is not None:
+            self._on_drop(self, dropped, reason)
+
+    def _close(self, *, discard: bool) -> None:
+        self._closed = True
+        for envelope in self._buffer.close():
+            self._on_drop(self, envelope, "subscription_closed")
+        if discard:
+            for envelope in self._buffer.drain():
+                self._on_drop(self, envelope, "subscription_closed")
+        self._parker.wake()
 
 
-class _ActorSubscriber:
-    __slots__ = ("pattern", "ref")
+_UNBOUNDED: Final = Mailbox()
 
-    def __init__(self, ref: ActorRef, pattern: str) -> None:
-        self.ref = ref
-        self.pattern = pattern
+
+class _Waiter(_Receiver):
+    """The inbox of one pending request: takes the first reply."""
+
+    __slots__ = ("_on_drop", "promise")
+
+    def __init__(self, promise: Promise, on_drop: _DropHook) -> None:
+        self.promise = promise
+        self._on_drop = on_drop
+
+    def _offer(self, envelope: Envelope) -> int:
+        if self.promise.resolve(envelope.message):
+            return _ACCEPTED
+        self._on_drop(self, envelope, "late_reply")
+        return _DROPPED
+
+    async def _offer_blocking(self, envelope: Envelope) -> bool:  # pragma: no cover
+        return self._offer(envelope) == _ACCEPTED
+
+    def _offer_system(self, envelope: Envelope) -> None:  # pragma: no cover
+        self._offer(envelope)
+
+
+# ---------------------------------------------------------------------------- the broker
 
 
 class InMemoryBroker:
-    """The default broker: topics live in this process, delivery is immediate.
+    """The default broker: topics live in this process and delivery is immediate.
 
-    Delivery is at-most-once and ordered per publisher and subscriber. A subscriber's
-    overflow policy applies: a full ``BLOCK`` subscriber makes the publisher wait, a full
-    ``DROP_*``/``FAIL`` subscriber loses the message (a dead letter) without affecting
-    the others.
+    Guarantees: delivery is at-most-once; one publisher's messages reach one subscriber in
+    the order they were published (within one priority, for subscriptions); each
+    subscriber's overflow policy applies to it alone. A full ``BLOCK`` subscriber makes the
+    publisher wait (nothing is lost); a full ``DROP_*``/``FAIL`` subscriber loses the
+    message (a dead letter) and the publisher goes on to the others without an error. A
+    dead subscriber's message is a dead letter. An actor gets each message once even if
+    several of its patterns match; each subscription gets its own copy.
+
+    Several nodes in one process may share one broker; :meth:`broadcast` then reaches the
+    actors of all of them.
     """
 
     def __init__(self) -> None:
-        self._node: Node | None = None
-        self._prefix = os.urandom(4).hex() + "-"
+        self._nodes: list[Node] = []
+        self._backend_cache: Backend | None = None
+        self._prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
-        # pattern -> list of subscribers (actors or subscriptions), in subscription order.
-        self._subs: dict[str, list[Any]] = {}
-        self._actor_subs: dict[ActorRef, dict[str, _ActorSubscriber]] = {}
-        self._match_cache: dict[str, list[Any]] = {}
+        # pattern -> its subscribers (actor refs, Subscriptions, request waiters) in
+        # subscription order; a dict used as an ordered set.
+        self._subs: dict[str, dict[Any, None]] = {}
+        # the wildcard patterns among them, compiled.
+        self._wild: dict[str, _Pattern] = {}
+        # actor -> the patterns it subscribed to.
+        self._actor_subs: dict[ActorRef, set[str]] = {}
+        # concrete topic -> its subscribers (a snapshot, rebuilt after changes).
+        self._routes: dict[str, tuple[Any, ...]] = {}
+        self._stages: tuple[Middleware, ...] = ()
         self._published = 0
         self._delivered = 0
         self._dropped = 0
+        self._filtered = 0
         self._dead_letters = 0
+        #: The last 100 dead letters, oldest first.
         self.recent_dead_letters: deque[DeadLetter] = deque(maxlen=100)
 
     def __repr__(self) -> str:
-        return f"<InMemoryBroker patterns={len(self._subs)}>"
+        return f"<InMemoryBroker patterns={len(self._subs)} middleware={len(self._stages)}>"
+
+    # ------------------------------------------------------------------ node hooks
 
     async def _attach(self, node: Node) -> None:
-        self._node = node
+        self._nodes.append(node)
+        self._backend_cache = node._backend
 
     async def _detach(self, node: Node) -> None:
-        for subs in self._subs.values():
-            for sub in subs:
+        if node in self._nodes:
+            self._nodes.remove(node)
+        if self._nodes:
+            return
+        self._backend_cache = None
+        # The last node left: subscriptions end (what is buffered can still be read).
+        for subs in list(self._subs.values()):
+            for sub in list(subs):
                 if isinstance(sub, Subscription):
-                    sub._closed = True
-                    sub._parker.wake()
+                    sub._close(discard=False)
+        self._routes.clear()
 
-    def _backend(self) -> Any:
-        from . import _compat
-
-        return _compat.backend()
+    def _backend(self) -> Backend:
+        # A node fixes the backend; a broker used without a node asks each time.
+        return self._backend_cache or _current_backend()
 
     # ------------------------------------------------------------------ subscriptions
 
     def _add(self, pattern: str, subscriber: Any) -> None:
-        self._subs.setdefault(pattern, []).append(subscriber)
-        self._match_cache.clear()
+        subs = self._subs.get(pattern)
+        if subs is None:
+            subs = self._subs[pattern] = {}
+            if _is_wild(pattern):
+                self._wild[pattern] = _Pattern(pattern)
+        subs[subscriber] = None
+        self._invalidate(pattern)
 
     def _remove(self, pattern: str, subscriber: Any) -> None:
         subs = self._subs.get(pattern)
-        if subs is None:
+        if subs is None or subs.pop(subscriber, False) is False:
             return
-        try:
-            subs.remove(subscriber)
-        except ValueError:
-            return
+        self._invalidate(pattern)
         if not subs:
             del self._subs[pattern]
-        self._match_cache.clear()
+            self._wild.pop(pattern, None)
+
+    def _invalidate(self, pattern: str) -> None:
+        if pattern in self._wild:
+            self._routes.clear()
+        else:
+            self._routes.pop(pattern, None)
+
+    def subscribe(
+        self, topic: str, *, mailbox: Mailbox | None = None
+    ) -> AbstractAsyncContextManager[Subscription]:
+        """Subscribe to ``topic`` (wildcards allowed) for the body of an ``async with``;
+        yields a :class:`Subscription`, an async iterator of :class:`Envelope`.
+
+        ``mailbox`` shapes its buffer (default: unbounded). Leaving the block ends the
+        subscription; envelopes still buffered become dead letters. Raises
+        :class:`InvalidTopic` for a bad pattern. Akka: ``eventStream.subscribe``.
+        """
+        _check_pattern(topic)
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
+        return self._subscription(topic, mailbox)
 
     @asynccontextmanager
-    async def subscribe(
-        self, topic: str, *, mailbox: Mailbox | None = None
+    async def _subscription(
+        self, topic: str, mailbox: Mailbox | None
     ) -> AsyncIterator[Subscription]:
-        """Subscribe to ``topic`` (wildcards allowed) for the body of an ``async with``;
-        yields an async iterator of :class:`Envelope`."""
-        _check_topic(topic, pattern=True)
-        sub = Subscription(self, topic, mailbox or Mailbox(), self._backend())
+        sub = Subscription(topic, mailbox, on_drop=self._receiver_dropped)
         self._add(topic, sub)
         try:
             yield sub
         finally:
-            sub._closed = True
             self._remove(topic, sub)
+            sub._close(discard=True)
 
     async def _subscribe_actor(self, ref: ActorRef, topic: str) -> None:
-        _check_topic(topic, pattern=True)
-        if not ref.alive:
+        _check_pattern(topic)
+        if not ref._alive:
             return
-        mine = self._actor_subs.setdefault(ref, {})
-        if topic in mine:
+        mine = self._actor_subs.get(ref)
+        if mine is None:
+            mine = self._actor_subs[ref] = set()
+        elif topic in mine:
             return
-        sub = mine[topic] = _ActorSubscriber(ref, topic)
-        self._add(topic, sub)
+        mine.add(topic)
+        self._add(topic, ref)
 
     async def _unsubscribe_actor(self, ref: ActorRef, topic: str) -> None:
         mine = self._actor_subs.get(ref)
-        if mine is None:
+        if mine is None or topic not in mine:
             return
-        sub = mine.pop(topic, None)
-        if sub is not None:
-            self._remove(topic, sub)
+        mine.discard(topic)
+        self._remove(topic, ref)
         if not mine:
             del self._actor_subs[ref]
 
     def _actor_exited(self, ref: ActorRef) -> None:
         mine = self._actor_subs.pop(ref, None)
         if mine:
-            for topic, sub in mine.items():
-                self._remove(topic, sub)
+            for topic in mine:
+                self._remove(topic, ref)
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, topic: Any) -> tuple[Any, ...]:
+        _check_topic(topic)
+        found: list[Any] = []
+        actors: set[Any] = set()
+        exact = self._subs.get(topic)
+        if exact:
+            self._collect(exact, found, actors)
+        if self._wild:
+            segments = topic.split(".")
+            for pattern, compiled in self._wild.items():
+                if compiled.match(segments):
+                    self._collect(self._subs[pattern], found, actors)
+        route = tuple(found)
+        routes = self._routes
+        if len(routes) >= _ROUTE_CACHE_SIZE:
+            routes.clear()
+        routes[topic] = route
+        return route
+
+    @staticmethod
+    def _collect(subs: Iterable[Any], found: list[Any], actors: set[Any]) -> None:
+        for sub in subs:
+            if isinstance(sub, _Receiver):
+                found.append(sub)
+            elif sub not in actors:  # an actor gets each message once
+                actors.add(sub)
+                found.append(sub)
+
+    def _lookup(self, topic: Any) -> tuple[Any, ...]:
+        try:
+            return self._routes[topic]
+        except (KeyError, TypeError):
+            return self._route(topic)
+
+    # ------------------------------------------------------------------ middleware
+
+    def use(self, stage: Middleware) -> Middleware:
+        """Append ``stage`` to the middleware chain and return it (usable as a decorator).
+
+        Every publish (requests, replies and broadcasts included; dead letters excluded)
+        passes the stages in order before delivery. A stage gets the :class:`Envelope`
+        and returns it, a changed one (``attrs.evolve``; a new ``topic`` re-routes it) or
+        ``None`` to drop the message, which is counted in ``filtered`` and recorded as a
+        dead letter with reason ``"dropped_by_middleware"``. A stage may be sync or async;
+        an exception it raises reaches the publisher and nothing is delivered. Broadcasts
+        carry the topic :data:`BROADCAST`.
+        """
+        if not callable(stage):
+            raise TypeError(f"a middleware stage must be callable, not {stage!r}")
+        self._stages = (*self._stages, stage)
+        return stage
+
+    def remove_middleware(self, stage: Middleware) -> None:
+        """Take ``stage`` out of the chain. Raises ``ValueError`` if it is not in it."""
+        stages = list(self._stages)
+        try:
+            stages.remove(stage)
+        except ValueError:
+            raise ValueError(
+                f"middleware {stage!r} is not installed on {self!r}; add it with use()"
+            ) from None
+        self._stages = tuple(stages)
+
+    @property
+    def middleware(self) -> tuple[Middleware, ...]:
+        """The installed stages, in the order they run."""
+        return self._stages
+
+    async def _run_stages(self, envelope: Envelope) -> Envelope | None:
+        for stage in self._stages:
+            result = stage(envelope)
+            if inspect.isawaitable(result):
+                result = await result
+            if result is None:
+                self._filtered += 1
+                self._dead_letter(
+                    DeadLetter(
+                        envelope.message, stage, "dropped_by_middleware", topic=envelope.topic
+                    )
+                )
+                return None
+            if not isinstance(result, Envelope):
+                raise TypeError(
+                    f"middleware {stage!r} returned {result!r}; a stage must return the "
+                    "envelope (changed with attrs.evolve if need be) or None to drop it"
+                )
+            envelope = result
+        return envelope
 
     # ------------------------------------------------------------------ publishing
 
-    def _matching(self, topic: str) -> list[Any]:
-        cached = self._match_cache.get(topic)
-        if cached is None:
-            cached = []
-            for pattern, subs in self._subs.items():
-                if pattern == topic or (_is_pattern(pattern) and topic_matches(pattern, topic)):
-                    cached.extend(subs)
-            if len(self._match_cache) > 10_000:
-                self._match_cache.clear()
-            self._match_cache[topic] = cached
-        return cached
+    def _envelope(
+        self,
+        topic: str,
+        message: Any,
+        sender: ActorRef | None,
+        reply_to: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        priority: int = 0,
+    ) -> Envelope:
+        return Envelope(
+            id=f"{self._prefix}-{next(self._ids)}",
+            topic=topic,
+            message=message,
+            timestamp=_utcnow(),
+            sender=sender,
+            reply_to=reply_to,
+            headers=headers,
+            priority=priority,
+        )
 
-    async def publish(self, topic: str, message: Any, *, sender: ActorRef | None = None) -> None:
-        """Deliver ``message`` to every subscriber of a pattern matching ``topic``.
+    async def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+        reply_to: str | None = None,
+        priority: int = 0,
+    ) -> int:
+        """Deliver ``message`` to every subscriber of a pattern matching ``topic``; return
+        how many accepted it (0: a dead letter, as Akka records one).
 
-        Actors get the message itself in ``handle_info``; subscriptions get an
-        :class:`Envelope`. A message nobody receives becomes a dead letter.
+        Actors get the message itself in ``handle_info`` (wrapped in a :class:`Request`
+        when ``reply_to`` is set); subscriptions get an :class:`Envelope`. ``headers``
+        travel in the envelope; ``priority`` (higher first) orders subscription buffers.
+        A full ``BLOCK`` subscriber makes this wait; every other overflow policy lets it go
+        on at once. A cancelled publish may have reached some subscribers already. Raises
+        :class:`InvalidTopic` (and ``TypeError``) for a bad topic, whatever a middleware
+        stage raises.
         """
-        _check_topic(topic, pattern=False)
+        await self._backend().checkpoint()
+        try:
+            targets = self._routes[topic]
+        except (KeyError, TypeError):
+            targets = self._route(topic)
         self._published += 1
-        targets = self._matching(topic)
+        envelope: Envelope | None = None
+        if headers or reply_to is not None or priority or self._stages:
+            if priority:
+                _check_priority(priority)
+            if reply_to is not None:
+                _check_topic(reply_to)
+            envelope = self._envelope(topic, message, sender, reply_to, headers, priority)
+            if self._stages:
+                envelope = await self._run_stages(envelope)
+                if envelope is None:
+                    return 0
+                if envelope.topic != topic:
+                    topic = envelope.topic
+                    targets = self._lookup(topic)
+                message = envelope.message
         if not targets:
             self._dead_letter(DeadLetter(message, None, "no_subscriber", topic=topic))
-            return
-        envelope: Envelope | None = None
-        for target in list(targets):
-            if isinstance(target, _ActorSubscriber):
-                await self._deliver_actor(target.ref, topic, message)
-            else:
+            return 0
+        payload = message
+        if envelope is not None and envelope.reply_to is not None:
+            payload = Request(envelope, broker=self)
+        delivered = 0
+        for target in targets:
+            if isinstance(target, _Receiver):
                 if envelope is None:
-                    envelope = Envelope(
-                        id=f"{self._prefix}{next(self._ids)}",
-                        topic=topic,
-                        message=message,
-                        timestamp=_utcnow(),
-                        sender=sender,
-                    )
-                await self._deliver_queue(target, envelope)
+                    envelope = self._envelope(topic, message, sender)
+                status = target._offer(envelope)
+                if status == _ACCEPTED or (
+                    status == _WAIT and await target._offer_blocking(envelope)
+                ):
+                    delivered += 1
+            elif target._alive:
+                try:
+                    if target._mailbox.put((INFO, payload, None)):
+                        delivered += 1
+                    else:
+                        self._dropped += 1  # DROP_NEWEST: the actor recorded the letter
+                except Full:
+                    if await self._actor_full(target, payload, message, topic):
+                        delivered += 1
+            else:
+                self._dead_letter(DeadLetter(message, target, "noproc", topic=topic))
+        self._delivered += delivered
+        return delivered
 
-    async def _deliver_actor(self, ref: ActorRef, topic: str, message: Any) -> None:
-        if not ref.alive:
-            self._dead_letter(DeadLetter(message, ref, "noproc", topic=topic))
-            return
+    async def _actor_full(self, ref: ActorRef, payload: Any, message: Any, topic: str) -> bool:
         mailbox = ref._mailbox
-        item = (INFO, message, None)
-        try:
-            accepted = mailbox.put(item)
-        except Full:
-            if mailbox._overflow is Overflow.BLOCK:
-                if await mailbox.put_blocking(item, ref._backend):
-                    self._delivered += 1
-                else:
-                    self._dead_letter(DeadLetter(message, ref, "noproc", topic=topic))
-                return
-            # FAIL: the subscriber refused it; the publisher is not affected.
-            self._dropped += 1
-            self._dead_letter(DeadLetter(message, ref, "mailbox_full", topic=topic))
-            return
-        if accepted:
-            self._delivered += 1
-        else:
-            self._dropped += 1
-
-    async def _deliver_queue(self, sub: Subscription, envelope: Envelope) -> None:
-        if sub._closed:
-            return
-        queue = sub._queue
-        item = (INFO, envelope, None)
-        try:
-            accepted = queue.put(item)
-        except Full:
-            if queue._overflow is Overflow.BLOCK:
-                if await queue.put_blocking(item, sub._backend):
-                    self._delivered += 1
-                return
-            self._dropped += 1
-            self._dead_letter(
-                DeadLetter(envelope.message, sub, "mailbox_full", topic=envelope.topic)
-            )
-            return
-        if accepted:
-            self._delivered += 1
-
-    def _count_drop(self) -> None:
+        if mailbox._overflow is Overflow.BLOCK:
+            if await mailbox.put_blocking((INFO, payload, None), ref._backend):
+                return True
+            self._dead_letter(DeadLetter(message, ref, "noproc", topic=topic))
+            return False
+        # FAIL: this subscriber refuses it; the publisher is not affected.
         self._dropped += 1
+        self._dead_letter(DeadLetter(message, ref, "mailbox_full", topic=topic))
+        return False
+
+    # ------------------------------------------------------------------ request / reply
+
+    async def request(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Publish ``message`` on ``topic`` with a fresh ``reply_to`` inbox and return the
+        first reply (NATS request/reply, Akka's ``ask``).
+
+        Actor subscribers receive it as a :class:`Request` and answer with
+        ``await request.reply(value)``; subscriptions answer with :meth:`reply`. Raises
+        :class:`NoSubscriber` at once if no subscriber accepted the request, and
+        :class:`RequestTimeout` if no reply came within ``timeout`` seconds (``None``
+        waits forever; publishing to a full ``BLOCK`` subscriber counts against it).
+        """
+        _check_topic(topic)
+        inbox = f"{_INBOX}{self._prefix}-{next(self._ids)}"
+        waiter = _Waiter(self._backend().promise(), self._receiver_dropped)
+        self._add(inbox, waiter)
+        try:
+            with anyio.move_on_after(math.inf if timeout is None else timeout):
+                if not await self.publish(
+                    topic, message, sender=sender, headers=headers, reply_to=inbox
+                ):
+                    raise NoSubscriber(topic)
+                return await waiter.promise.wait(None)
+            raise RequestTimeout(topic, timeout or 0.0)
+        finally:
+            self._remove(inbox, waiter)
+
+    async def reply(
+        self,
+        envelope: Envelope,
+        value: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> int:
+        """Answer the request ``envelope`` with ``value`` by publishing it on its
+        ``reply_to`` topic; returns 1 if the requester got it, 0 if it had given up (the
+        reply is then a dead letter). Raises ``ValueError`` if the envelope carries no
+        ``reply_to``."""
+        if not isinstance(envelope, Envelope):
+            raise TypeError(f"reply() needs the request's otp.Envelope, not {envelope!r}")
+        if envelope.reply_to is None:
+            raise ValueError(
+                f"envelope {envelope.id} on topic {envelope.topic!r} has no reply_to: it was "
+                "published, not requested; only answer envelopes that broker.request sent"
+            )
+        return await self.publish(envelope.reply_to, value, sender=sender, headers=headers)
+
+    # ------------------------------------------------------------------ broadcast
+
+    async def broadcast(
+        self,
+        message: Any,
+        *,
+        where: Callable[[ActorRef], bool] | None = None,
+        sender: ActorRef | None = None,
+    ) -> int:
+        """Send ``message`` to ``handle_info`` of every live worker actor on the node(s)
+        this broker serves, or of those for which ``where(ref)`` is true; return how many
+        accepted it. Supervisors are not sent to.
+
+        Delivery is as for :meth:`publish` (each mailbox's overflow policy applies; a full
+        ``BLOCK`` mailbox makes this wait); middleware sees the topic :data:`BROADCAST`;
+        reaching nobody records a dead letter. Erlang's counterpart is sending to every
+        process in ``erlang:processes()``. Raises ``RuntimeError`` outside a node, and
+        whatever ``where`` raises (before anything is sent).
+        """
+        if not self._nodes:
+            raise RuntimeError(
+                f"{self!r} serves no node; broadcast reaches the actors of a node, so call it "
+                "inside `async with otp.Node() as node:` (node.broker.broadcast(...))"
+            )
+        await self._backend().checkpoint()
+        self._published += 1
+        if self._stages:
+            envelope = await self._run_stages(self._envelope(BROADCAST, message, sender))
+            if envelope is None:
+                return 0
+            message = envelope.message
+        targets = [ref for ref in self._live_workers() if where is None or where(ref)]
+        if not targets:
+            self._dead_letter(DeadLetter(message, None, "no_subscriber", topic=BROADCAST))
+            return 0
+        delivered = 0
+        item = (INFO, message, None)
+        for ref in targets:
+            if not ref._alive:
+                self._dead_letter(DeadLetter(message, ref, "noproc", topic=BROADCAST))
+                continue
+            try:
+                if ref._mailbox.put(item):
+                    delivered += 1
+                else:
+                    self._dropped += 1
+            except Full:
+                if await self._actor_full(ref, message, message, BROADCAST):
+                    delivered += 1
+        self._delivered += delivered
+        return delivered
+
+    def _live_workers(self) -> list[ActorRef]:
+        # Every actor is a top-level one of a node or a child of a supervisor that is.
+        from ._supervisor import _Supervisor
+
+        found: list[ActorRef] = []
+
+        def walk(refs: Iterable[ActorRef | None]) -> None:
+            for ref in refs:
+                if ref is None or not ref._alive:
+                    continue
+                server = ref._server
+                if isinstance(server, _Supervisor):
+                    walk([child.ref for child in server.children])
+                else:
+                    found.append(ref)
+
+        for node in self._nodes:
+            walk(list(node._top))
+        return found
 
     # ------------------------------------------------------------------ dead letters
 
+    def _receiver_dropped(self, receiver: Any, envelope: Envelope, reason: str) -> None:
+        if reason in _OVERFLOW_REASONS:
+            self._dropped += 1
+        self._dead_letter(DeadLetter(envelope.message, receiver, reason, topic=envelope.topic))
+
     def _dead_letter(self, letter: DeadLetter) -> None:
+        if isinstance(letter.message, DeadLetter):
+            # A dead letter that could not be delivered is discarded (as in Akka):
+            # publishing it again could loop.
+            return
         self._dead_letters += 1
         self.recent_dead_letters.append(letter)
-        subs = self._subs.get(DEAD_LETTERS)
-        if subs:
-            envelope = Envelope(
-                id=f"{self._prefix}{next(self._ids)}",
-                topic=DEAD_LETTERS,
-                message=letter,
-                timestamp=letter.timestamp,
-            )
-            for sub in list(subs):
-                if isinstance(sub, _ActorSubscriber):
-                    if sub.ref.alive:
-                        sub.ref._mailbox.put_control((INFO, letter, None))
-                elif not sub._closed:
-                    sub._queue.put_control((INFO, envelope, None))
+        try:
+            targets = self._routes[DEAD_LETTERS]
+        except KeyError:
+            targets = self._route(DEAD_LETTERS)
+        if not targets:
+            return
+        envelope: Envelope | None = None
+        item = (INFO, letter, None)
+        for target in targets:
+            if isinstance(target, _Receiver):
+                if envelope is None:
+                    envelope = self._envelope(DEAD_LETTERS, letter, None)
+                target._offer_system(envelope)
+            elif target._alive:
+                mailbox = target._mailbox
+                try:
+                    if not mailbox.put(item):
+                        self._dropped += 1  # DROP_NEWEST
+                except Full:
+                    if mailbox._overflow is Overflow.BLOCK:
+                        mailbox.put_control(item)  # never waited for: past capacity
+                    else:
+                        self._dropped += 1
+
+    # ------------------------------------------------------------------ statistics
 
     def statistics(self) -> BrokerStatistics:
-        """A frozen snapshot of the broker's counters."""
+        """A frozen snapshot of the broker's counters (see :class:`BrokerStatistics`)."""
         return BrokerStatistics(
             published=self._published,
             delivered=self._delivered,
             dropped=self._dropped,
+            filtered=self._filtered,
             dead_letters=self._dead_letters,
-            subscribers={p: len(s) for p, s in self._subs.items()},
+            subscribers=MappingProxyType({p: len(s) for p, s in self._subs.items()}),
         )

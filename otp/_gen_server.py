@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Final, final
 import attrs
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ._actor import ActorRef, MonitorRef, TimerRef
     from ._compat import Promise as Caller
     from ._node import Node
@@ -163,6 +165,23 @@ class GenServer:
         """End a subscription made with :meth:`subscribe`."""
         await self.node.broker._unsubscribe_actor(self.ref, topic)
 
-    async def publish(self, topic: str, message: Any) -> None:
-        """Publish ``message`` on ``topic`` with this actor as the sender."""
-        await self.node.broker.publish(topic, message, sender=self.ref)
+    async def publish(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        headers: Mapping[str, str] | None = None,
+        priority: int = 0,
+    ) -> int:
+        """Publish ``message`` on ``topic`` with this actor as the sender; returns how many
+        subscribers accepted it (see ``Broker.publish``)."""
+        return await self.node.broker.publish(
+            topic, message, sender=self.ref, headers=headers, priority=priority
+        )
+
+    async def request(self, topic: str, message: Any, timeout: float | None = 5.0) -> Any:
+        """Publish a request on ``topic`` with this actor as the sender and return the first
+        reply (``Broker.request``). Like a call, it holds this actor until the reply comes:
+        raises ``otp.NoSubscriber`` at once if nobody subscribes, ``otp.RequestTimeout``
+        after ``timeout`` seconds."""
+        return await self.node.broker.request(topic, message, timeout=timeout, sender=self.ref)
