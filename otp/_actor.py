@@ -199,6 +199,7 @@ class ActorRef:
     _monitors: dict[MonitorRef, tuple[Callable[[Down], None], ActorRef | None]]
     _watching: dict[MonitorRef, ActorRef]
     _pending: set[Promise]
+    _prune_at: int
     _current: tuple[int, Any, Any] | None
     _continues: deque[Any]
     _timers: set[TimerRef]
@@ -237,6 +238,7 @@ class ActorRef:
         self._monitors = {}
         self._watching = {}
         self._pending = set()
+        self._prune_at = 64
         self._current = None
         self._continues = deque()
         self._timers = set()
@@ -293,29 +295,30 @@ class ActorRef:
         except Expired:
             raise CallTimeout(self, timeout or 0.0, request) from None
 
-    async def cast(self, message: Any) -> None:
+    async def cast(self, message: Any, *, priority: int = 0) -> None:
         """Send ``message`` to ``handle_cast`` without waiting for it to be handled.
 
         A checkpoint, as every anyio operation is; :meth:`cast_nowait` is the non-yielding
         fast path. A dead actor's message becomes a dead letter and ``cast`` returns
         quietly; with ``Overflow.BLOCK`` it waits for room, with ``Overflow.FAIL`` a full
-        mailbox raises :class:`otp.MailboxFull`.
+        mailbox raises :class:`otp.MailboxFull`. Messages of a higher ``priority`` are
+        handled first; order is kept within one priority (Erlang has no priorities).
         """
         await self._backend.checkpoint()
-        await self._put(CAST, message)
+        await self._put(CAST, message, priority)
 
-    def cast_nowait(self, message: Any) -> None:
+    def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
         """:meth:`cast` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
-        self._put_nowait(CAST, message)
+        self._put_nowait(CAST, message, priority)
 
-    async def send(self, message: Any) -> None:
+    async def send(self, message: Any, *, priority: int = 0) -> None:
         """Send ``message`` to ``handle_info`` (Erlang's ``!``); otherwise as :meth:`cast`."""
         await self._backend.checkpoint()
-        await self._put(INFO, message)
+        await self._put(INFO, message, priority)
 
-    def send_nowait(self, message: Any) -> None:
+    def send_nowait(self, message: Any, *, priority: int = 0) -> None:
         """:meth:`send` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
-        self._put_nowait(INFO, message)
+        self._put_nowait(INFO, message, priority)
 
     async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:
         """Stop the actor once its current callback returns and wait until it has exited
@@ -388,28 +391,28 @@ class ActorRef:
 
     # ------------------------------------------------------------------ sending
 
-    def _put_nowait(self, kind: int, message: Any) -> None:
+    def _put_nowait(self, kind: int, message: Any, priority: int = 0) -> None:
         if not self._alive:
             self._node._dead_letter(self, message, "noproc")
             return
         mailbox = self._mailbox
         try:
-            mailbox.put((kind, message, None))
+            mailbox.put((kind, message, None), priority)
         except Full:
             raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
 
-    async def _put(self, kind: int, message: Any) -> None:
+    async def _put(self, kind: int, message: Any, priority: int = 0) -> None:
         if not self._alive:
             self._node._dead_letter(self, message, "noproc")
             return
         mailbox = self._mailbox
         item = (kind, message, None)
         try:
-            mailbox.put(item)
+            mailbox.put(item, priority)
         except Full:
             if mailbox._overflow is not Overflow.BLOCK:
                 raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
-            if not await mailbox.put_blocking(item, self._backend):
+            if not await mailbox.put_blocking(item, self._backend, priority):
                 self._node._dead_letter(self, message, "noproc")
 
     def _deliver_control(self, message: Any) -> None:
@@ -435,6 +438,15 @@ class ActorRef:
     def _reply(self, caller: Promise, value: Any) -> None:
         self._pending.discard(caller)
         caller.resolve(value)
+
+    def _add_pending(self, caller: Promise) -> None:
+        # A reply may come from another actor (gen_server:reply/2 from a worker); it never
+        # passes through this actor's _reply, so answered callers are pruned now and then.
+        pending = self._pending
+        if len(pending) >= self._prune_at:
+            self._pending = pending = {c for c in pending if not c.done()}
+            self._prune_at = max(64, 2 * len(pending))
+        pending.add(caller)
 
     def _monitor(self, target: ActorRef) -> MonitorRef:
         monitor = target._add_monitor(self._deliver_control, self)
@@ -511,7 +523,7 @@ class ActorRef:
             while continues and self._stop_reason is _RUNNING:
                 await server.handle_continue(continues.popleft())
             while self._stop_reason is _RUNNING:
-                if items:
+                if items or mailbox._extra:
                     self._current = item = mailbox.get()
                     kind, message, caller = item
                     if kind == CALL:
@@ -519,7 +531,7 @@ class ActorRef:
                         if result is not NOREPLY:
                             caller.resolve(result)
                         elif not caller.done():
-                            self._pending.add(caller)
+                            self._add_pending(caller)
                     elif kind == CAST:
                         await server.handle_cast(message)
                     elif kind == INFO:
@@ -538,7 +550,7 @@ class ActorRef:
                     timeout = server.idle_timeout
                     if (
                         not await parker.park(timeout)
-                        and not items
+                        and not mailbox
                         and self._stop_reason is _RUNNING
                     ):
                         await server.handle_info(IdleTimeout(timeout or 0.0))

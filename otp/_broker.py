@@ -1162,22 +1162,27 @@ class InMemoryBroker:
                     delivered += 1
             elif target._alive:
                 try:
-                    if target._mailbox.put((INFO, payload, None)):
+                    if target._mailbox.put(
+                        (INFO, payload, None), envelope.priority if envelope else 0
+                    ):
                         delivered += 1
                     else:
                         self._dropped += 1  # DROP_NEWEST: the actor recorded the letter
                 except Full:
-                    if await self._actor_full(target, payload, message, topic):
+                    prio = envelope.priority if envelope else 0
+                    if await self._actor_full(target, payload, message, topic, prio):
                         delivered += 1
             else:
                 self._dead_letter(DeadLetter(message, target, "noproc", topic=topic))
         self._delivered += delivered
         return delivered
 
-    async def _actor_full(self, ref: ActorRef, payload: Any, message: Any, topic: str) -> bool:
+    async def _actor_full(
+        self, ref: ActorRef, payload: Any, message: Any, topic: str, priority: int = 0
+    ) -> bool:
         mailbox = ref._mailbox
         if mailbox._overflow is Overflow.BLOCK:
-            if await mailbox.put_blocking((INFO, payload, None), ref._backend):
+            if await mailbox.put_blocking((INFO, payload, None), ref._backend, priority):
                 return True
             self._dead_letter(DeadLetter(message, ref, "noproc", topic=topic))
             return False

@@ -227,7 +227,7 @@ class SupervisorGaveUp(OTPError, RuntimeError):
         self.last = last
         why = f"{type(last).__name__}: {last}" if isinstance(last, BaseException) else repr(last)
         super().__init__(
-            f"supervisor {supervisor!r} gave up: more than {max_restarts} restarts within "
+            f"supervisor {supervisor!r} gave up: more than {max_restarts} restart(s) within "
             f"{within:g}s (last exit: {why}); fix the crashing child or raise max_restarts/within"
         )
 

@@ -8,6 +8,7 @@ waits here: stop requests are a flag on the actor, replies go straight to the ca
 
 from __future__ import annotations
 
+import bisect
 import enum
 from collections import deque
 from collections.abc import Callable
@@ -90,14 +91,22 @@ SYSTEM = 3  # (SYSTEM, fn(server) -> reply, caller): sys-style requests, past th
 
 
 class MailboxQueue:
-    """The live queue behind one actor incarnation (single consumer: the actor)."""
+    """The live queue behind one actor incarnation (single consumer: the actor).
+
+    Messages of priority 0 (almost all) live in one deque; other priorities get a lane
+    each, created on first use. ``get`` takes from the highest priority first and keeps
+    arrival order within a priority. ``capacity`` counts every lane.
+    """
 
     __slots__ = (
         "_blocked",
         "_capacity",
         "_closed",
+        "_extra",
         "_items",
+        "_lanes",
         "_on_drop",
+        "_order",
         "_overflow",
         "_parker",
         "dropped",
@@ -112,47 +121,69 @@ class MailboxQueue:
         on_drop: Callable[[tuple[int, Any, Any], str], None],
     ) -> None:
         self._items: deque[tuple[int, Any, Any]] = deque()
+        # Lanes for priorities other than 0, and their priorities in descending order.
+        self._lanes: dict[int, deque[tuple[int, Any, Any]]] = {}
+        self._order: list[int] = []
+        self._extra = 0  # messages waiting in lanes
         self._capacity = spec.capacity
         self._overflow = spec.overflow
         self._parker = parker
         self._on_drop = on_drop
-        # Senders waiting for room, oldest first: (item, promise resolved once admitted).
-        self._blocked: deque[tuple[tuple[int, Any, Any], Promise]] = deque()
+        # Senders waiting for room, oldest first: (item, priority, promise resolved once in).
+        self._blocked: deque[tuple[tuple[int, Any, Any], int, Promise]] = deque()
         self._closed = False
         self.enqueued = 0
         self.dropped = 0
         self.high_water = 0
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) + self._extra
 
-    def _append(self, item: tuple[int, Any, Any]) -> None:
-        items = self._items
-        items.append(item)
+    def __bool__(self) -> bool:
+        return bool(self._items) or self._extra > 0
+
+    def _append(self, item: tuple[int, Any, Any], priority: int = 0) -> None:
+        if priority:
+            lane = self._lanes.get(priority)
+            if lane is None:
+                lane = self._lanes[priority] = deque()
+            if not lane:
+                bisect.insort(self._order, -priority)
+            lane.append(item)
+            self._extra += 1
+        else:
+            self._items.append(item)
         self.enqueued += 1
-        n = len(items)
+        n = len(self._items) + self._extra
         if n > self.high_water:
             self.high_water = n
         self._parker.wake()
 
-    def put(self, item: tuple[int, Any, Any]) -> bool:
+    def put(self, item: tuple[int, Any, Any], priority: int = 0) -> bool:
         """Queue a user message without waiting.
 
         Returns ``False`` when the overflow policy dropped the *new* message. Raises
-        :class:`Full` for ``BLOCK`` when the sender must wait, and ``MailboxFull``-worthy
-        refusals are reported as :class:`OverflowError` subclasses by the caller.
+        :class:`Full` when the sender must wait (``BLOCK``) or be refused (``FAIL``).
         """
         cap = self._capacity
-        if cap is None or (len(self._items) < cap and not self._blocked):
-            self._append(item)
+        if cap is None or (len(self._items) + self._extra < cap and not self._blocked):
+            self._append(item, priority)
             return True
         overflow = self._overflow
         if overflow is Overflow.BLOCK:
             raise Full
         if overflow is Overflow.DROP_OLDEST:
-            old = self._items.popleft()
+            # The oldest message of the lowest priority goes (the new one, if it is lowest).
+            lowest = -self._order[-1] if self._order else 0
+            if self._items and lowest > 0:
+                lowest = 0
+            if priority < lowest or (not self._items and not self._extra):
+                self.dropped += 1
+                self._on_drop(item, "dropped_oldest")
+                return False
+            old = self._pop(lowest)
             self.dropped += 1
-            self._append(item)
+            self._append(item, priority)
             self._on_drop(old, "dropped_oldest")
             return True
         self.dropped += 1
@@ -165,19 +196,35 @@ class MailboxQueue:
         """Queue a message that must never be refused or dropped (``Down``), past capacity."""
         self._append(item)
 
-    async def put_blocking(self, item: tuple[int, Any, Any], backend: Backend) -> bool:
+    async def put_blocking(
+        self, item: tuple[int, Any, Any], backend: Backend, priority: int = 0
+    ) -> bool:
         """Wait for room and queue ``item`` (``Overflow.BLOCK``).
 
-        Returns ``False`` if the mailbox closed first (the actor exited); the item is then
-        the closer's to dispose of. A cancelled sender's message is not queued.
+        Returns ``False`` if the mailbox closed first (the actor exited); the sender then
+        disposes of its own message. A cancelled sender's message is not queued.
         """
         promise = backend.promise()
-        self._blocked.append((item, promise))
+        self._blocked.append((item, priority, promise))
         return bool(await promise.wait(None))
 
+    def _pop(self, priority: int) -> tuple[int, Any, Any]:
+        if not priority:
+            return self._items.popleft()
+        lane = self._lanes[priority]
+        item = lane.popleft()
+        self._extra -= 1
+        if not lane:
+            self._order.remove(-priority)
+        return item
+
     def get(self) -> tuple[int, Any, Any]:
-        """Take the oldest message (the mailbox must not be empty)."""
-        item = self._items.popleft()
+        """Take the next message: highest priority first, oldest first within one."""
+        if self._extra:
+            top = -self._order[0]
+            item = self._pop(top) if top > 0 or not self._items else self._items.popleft()
+        else:
+            item = self._items.popleft()
         if self._blocked:
             self._admit()
         return item
@@ -187,20 +234,28 @@ class MailboxQueue:
         blocked = self._blocked
         cap = self._capacity
         assert cap is not None
-        while blocked and len(self._items) < cap:
-            item, promise = blocked.popleft()
+        while blocked and len(self._items) + self._extra < cap:
+            item, priority, promise = blocked.popleft()
             if promise.resolve(True):
-                self._append(item)
+                self._append(item, priority)
             # else: the sender was cancelled while waiting; its message was never sent.
 
     def close(self) -> list[tuple[int, Any, Any]]:
-        """Refuse everything from now on; return what was queued or waiting to be."""
+        """Refuse everything from now on; return what was queued, in delivery order."""
         self._closed = True
-        left = list(self._items)
+        left: list[tuple[int, Any, Any]] = []
+        for priority in [-p for p in self._order if p < 0]:  # higher priorities first
+            left.extend(self._lanes[priority])
+        left.extend(self._items)
+        for priority in [-p for p in self._order if p > 0]:
+            left.extend(self._lanes[priority])
         self._items.clear()
+        self._lanes.clear()
+        self._order.clear()
+        self._extra = 0
         # Blocked senders learn that the actor is gone and dispose of their own message.
         while self._blocked:
-            _, promise = self._blocked.popleft()
+            _, _, promise = self._blocked.popleft()
             promise.resolve(False)
         return left
 
@@ -210,11 +265,11 @@ class MailboxQueue:
 
     def statistics(self) -> MailboxStatistics:
         return MailboxStatistics(
-            depth=len(self._items),
+            depth=len(self._items) + self._extra,
             high_water=self.high_water,
             enqueued=self.enqueued,
             dropped=self.dropped,
-            blocked_senders=sum(1 for _, p in self._blocked if not p.done()),
+            blocked_senders=sum(1 for _, _, p in self._blocked if not p.done()),
             capacity=self._capacity,
             overflow=self._overflow,
         )

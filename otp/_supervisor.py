@@ -690,7 +690,7 @@ class _Supervisor(GenServer):
             times.popleft()
         if len(times) > self.spec.max_restarts:
             logger.error(
-                "supervisor %r reached its restart intensity (more than %d restarts in %gs) "
+                "supervisor %r reached its restart intensity (more than %d restart(s) in %gs) "
                 "and gives up: stopping its children (last exit: %s)",
                 self.spec.name,
                 self.spec.max_restarts,
@@ -910,18 +910,18 @@ class PoolRef(SupervisorRef):
             return await super().call(request, timeout)
         return await self._pick().call(request, timeout)
 
-    async def cast(self, message: Any) -> None:
+    async def cast(self, message: Any, *, priority: int = 0) -> None:
         """Cast to one worker of the pool (see :meth:`ActorRef.cast`)."""
-        await self._pick().cast(message)
+        await self._pick().cast(message, priority=priority)
 
-    def cast_nowait(self, message: Any) -> None:
-        self._pick().cast_nowait(message)
+    def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
+        self._pick().cast_nowait(message, priority=priority)
 
-    async def send(self, message: Any) -> None:
-        await self._pick().send(message)
+    async def send(self, message: Any, *, priority: int = 0) -> None:
+        await self._pick().send(message, priority=priority)
 
-    def send_nowait(self, message: Any) -> None:
-        self._pick().send_nowait(message)
+    def send_nowait(self, message: Any, *, priority: int = 0) -> None:
+        self._pick().send_nowait(message, priority=priority)
 
 
 # ---------------------------------------------------------------------------- top level
@@ -962,6 +962,8 @@ class ActorSnapshot:
     mailbox_depth: int
     messages_handled: int
     ref: ActorRef | None = attrs.field(eq=False, repr=False)
+    #: ``True`` while its supervisor is restarting it (a backoff delay or a retry).
+    restarting: bool = False
 
     kind: Literal["worker"] = "worker"
 
@@ -984,6 +986,8 @@ class SupervisorSnapshot:
     restarts: int
     children: tuple[ActorSnapshot | SupervisorSnapshot, ...]
     ref: ActorRef | None = attrs.field(eq=False, repr=False)
+    #: ``True`` while its parent is restarting it (a backoff delay or a retry).
+    restarting: bool = False
 
     kind: Literal["supervisor"] = "supervisor"
 
@@ -1009,7 +1013,11 @@ class TreeSnapshot:
 
 
 def _snapshot(
-    ref: ActorRef | None, spec: ChildSpec | None, restarts: int, child_id: str | None = None
+    ref: ActorRef | None,
+    spec: ChildSpec | None,
+    restarts: int,
+    child_id: str | None = None,
+    restarting: bool = False,
 ) -> ActorSnapshot | SupervisorSnapshot:
     server = ref._server if ref is not None else None
     if isinstance(server, _Supervisor) or isinstance(spec, SupervisorSpec):
@@ -1017,7 +1025,9 @@ def _snapshot(
         assert isinstance(sup_spec, SupervisorSpec)
         children: tuple[ActorSnapshot | SupervisorSnapshot, ...] = ()
         if isinstance(server, _Supervisor) and ref is not None and ref.alive:
-            children = tuple(_snapshot(c.ref, c.spec, c.restarts, c.id) for c in server.children)
+            children = tuple(
+                _snapshot(c.ref, c.spec, c.restarts, c.id, c.restarting) for c in server.children
+            )
         return SupervisorSnapshot(
             id=child_id or sup_spec.id,
             name=sup_spec.name,
@@ -1027,6 +1037,7 @@ def _snapshot(
             restarts=restarts,
             children=children,
             ref=ref,
+            restarting=restarting,
         )
     stats = ref.statistics() if ref is not None else None
     return ActorSnapshot(
@@ -1043,6 +1054,7 @@ def _snapshot(
         mailbox_depth=stats.mailbox.depth if stats is not None else 0,
         messages_handled=stats.messages_handled if stats is not None else 0,
         ref=ref,
+        restarting=restarting,
     )
 
 

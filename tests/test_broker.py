@@ -582,12 +582,17 @@ async def test_priority_must_be_an_int() -> None:
         await broker.publish("t", 1, priority=True)
 
 
-async def test_actors_get_prioritised_messages_in_arrival_order() -> None:
+async def test_actors_get_queued_messages_in_priority_order() -> None:
     async with otp.Node() as node:
+        release = anyio.Event()
         ref = await node.spawn(Listener, "t")
+        await ref.cast(Block(release))
+        await anyio.wait_all_tasks_blocked()
         await node.broker.publish("t", "a", priority=0)
         await node.broker.publish("t", "b", priority=5)
-        assert await seen(ref) == ["a", "b"]
+        await node.broker.publish("t", "c", priority=5)
+        release.set()
+        assert await seen(ref) == ["b", "c", "a"]
 
 
 # ---------------------------------------------------------------------------- dead letters

@@ -215,3 +215,65 @@ async def test_down_is_never_refused_by_a_full_mailbox() -> None:
         seen = await watcher.call("seen")
         assert seen[0] == "fills it"
         assert seen[1] == otp.Down(target, "normal")
+
+
+async def test_priority_casts_are_handled_first_and_in_order_within_a_priority() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder)
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("low-1", priority=-1)
+        ref.cast_nowait("normal-1")
+        ref.cast_nowait("high-1", priority=5)
+        ref.cast_nowait("normal-2")
+        ref.cast_nowait("high-2", priority=5)
+        ref.cast_nowait("urgent", priority=9)
+        assert ref.statistics().mailbox.depth == 6
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == [
+            "urgent",
+            "high-1",
+            "high-2",
+            "normal-1",
+            "normal-2",
+            "low-1",
+        ]
+
+
+async def test_drop_oldest_evicts_the_lowest_priority_first() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(2, otp.Overflow.DROP_OLDEST))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("high", priority=1)
+        ref.cast_nowait("normal")
+        ref.cast_nowait("high-2", priority=1)  # evicts "normal", the lowest
+        ref.cast_nowait("low", priority=-1)  # lowest itself: dropped
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == ["high", "high-2"]
+        assert ref.statistics().mailbox.dropped == 2
+
+
+async def test_priority_publish_reaches_actor_mailboxes_in_priority_order() -> None:
+    class Subscriber(Recorder):
+        async def init(self) -> None:
+            await super().init()
+            await self.subscribe("jobs.*")
+
+        async def handle_info(self, message: Any) -> None:
+            self.seen.append(message)
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Subscriber)
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        await node.broker.publish("jobs.a", "bulk")
+        await node.broker.publish("jobs.b", "vip", priority=3)
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == ["vip", "bulk"]
