@@ -21,6 +21,8 @@ What is here:
 * :func:`wait_for_restart`, :func:`wait_for_name`, :func:`wait_until`: wait for a
   supervisor to restart a child, for a name to be registered again, or for any condition,
   bounded by a timeout instead of guessed with ``sleep``.
+* :class:`BrokerProbe` (also ``otp.BrokerProbe``): records what is published on a topic,
+  ``async with BrokerProbe(node.broker, "orders.*") as seen: ... await seen.expect(...)``.
 * :func:`render_tree_text`: a snapshot as plain text at a fixed width, for exact asserts.
 * pytest fixtures (``anyio_backend`` over asyncio and trio, and ``otp_node``) live in
   :mod:`otp.pytest_plugin`: enable them with ``pytest_plugins = ["otp.pytest_plugin"]``
@@ -44,9 +46,11 @@ from ._gen_server import GenServer
 from ._mailbox import Mailbox
 from ._node import Node
 from ._observer import render_text
+from ._probe import BrokerProbe
 from ._supervisor import ActorSnapshot, SupervisorRef, SupervisorSnapshot, TreeSnapshot
 
 __all__ = [
+    "BrokerProbe",
     "Probe",
     "ProbeServer",
     "Received",
@@ -81,11 +85,6 @@ class _Subscribe:
     topic: str
 
 
-@attrs.frozen
-class _Crash:
-    reason: BaseException
-
-
 class ProbeServer(GenServer):
     """The actor behind a :class:`Probe`: records what it receives and tells the probe.
 
@@ -105,8 +104,6 @@ class ProbeServer(GenServer):
         if isinstance(request, _Subscribe):
             await self.subscribe(request.topic)
             return None
-        if isinstance(request, _Crash):
-            raise request.reason
         self.probe._record(Received("call", request))
         reply = self.probe.reply
         if callable(reply):
