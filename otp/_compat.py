@@ -16,7 +16,10 @@ import weakref
 from collections import deque
 from typing import Any, Protocol
 
-import sniffio
+try:  # trio depends on sniffio; without it only asyncio can be running
+    import sniffio
+except ImportError:  # pragma: no cover - depends on the environment
+    sniffio = None  # type: ignore[assignment]
 
 __all__ = ["Backend", "Expired", "Parker", "Promise", "backend"]
 
@@ -324,7 +327,7 @@ _backends: dict[str, Backend] = {}
 
 def backend() -> Backend:
     """Return the fast primitives for the async library running in this thread."""
-    name = sniffio.current_async_library()
+    name = sniffio.current_async_library() if sniffio is not None else "asyncio"
     try:
         return _backends[name]
     except KeyError:
