@@ -47,6 +47,7 @@ from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
 from ._gen_server import NOREPLY as NOREPLY
 from ._gen_server import GenServer as GenServer
 from ._gen_server import IdleTimeout as IdleTimeout
+from ._logging import install_rich_logging as install_rich_logging
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._mailbox import Overflow as Overflow
@@ -148,6 +149,7 @@ __all__ = [
     "TreeSnapshot",
     "WorkerSpec",
     "dynamic_supervisor",
+    "install_rich_logging",
     "is_normal_exit",
     "message",
     "message_type",

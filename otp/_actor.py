@@ -209,6 +209,7 @@ class ActorRef:
     _escalate: bool
     _init_failed: bool
     _killed: bool
+    _parent: str
 
     def __init__(
         self,
@@ -248,6 +249,7 @@ class ActorRef:
         self._escalate = False
         self._init_failed = False
         self._killed = False
+        self._parent = ""  # the supervisor's name, if any (for crash reports)
 
     def __repr__(self) -> str:
         state = "alive" if self._alive else f"exited {self._exit_reason!r}"
@@ -620,9 +622,10 @@ class ActorRef:
             and not isinstance(reason, SupervisorGaveUp)
         ):
             logger.error(
-                "crash report: actor %r (%s) crashed while handling %r",
+                "crash report: actor %r (%s, %s) crashed while handling %r",
                 self,
                 type(self._server).__qualname__,
+                f"under supervisor {self._parent!r}" if self._parent else "unsupervised",
                 _describe_item(current),
                 exc_info=reason,
                 extra={"otp_event": "crash", "otp_actor": self, "otp_reason": reason},
@@ -702,6 +705,7 @@ async def start_actor(
         raise StartFailed(label, exc, where) from exc
     ref = (ref_class or ActorRef)(node, server, name, mailbox, shutdown)
     ref._escalate = escalate
+    ref._parent = where
     server.ref = ref
     server.node = node
     if name is not None:

@@ -76,10 +76,41 @@ def test_core_never_imports_rich_asyncio_or_trio() -> None:
         "import asyncio": {"_compat.py"},
         "import trio": {"_compat.py"},
         "import rich": {"_observer.py", "__main__.py", "testing.py"},
-        "from rich": {"_observer.py", "__main__.py", "testing.py"},
+        "from rich": {"_observer.py", "__main__.py", "testing.py", "_logging.py"},
     }
     for path in root.glob("*.py"):
         text = path.read_text()
         for needle, where in allowed.items():
             if needle in text:
                 assert path.name in where, f"{path.name} contains {needle!r}"
+
+
+def test_importing_otp_does_not_import_rich_trio_or_the_redis_client() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, otp; print(sorted(m for m in ('rich', 'trio', 'coredis') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_install_rich_logging_renders_crash_reports() -> None:
+    import io
+    import logging
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    logger = logging.getLogger("otp")
+    level = logger.level
+    handler = otp.install_rich_logging(console=Console(file=buffer, width=120))
+    try:
+        logger.error("crash report: actor %r crashed", "x")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert "crash report: actor 'x' crashed" in buffer.getvalue()
