@@ -949,8 +949,19 @@ async def start_top(node: Node, spec: ChildSpec) -> ActorRef:
 # ---------------------------------------------------------------------------- snapshots
 
 
+class _Renders:
+    """Snapshots render with rich through ``__rich__`` (rich is imported only then)."""
+
+    __slots__ = ()
+
+    def __rich__(self) -> Any:
+        from ._observer import render_snapshot
+
+        return render_snapshot(self)  # type: ignore[arg-type]
+
+
 @attrs.frozen
-class ActorSnapshot:
+class ActorSnapshot(_Renders):
     """One actor in :meth:`Node.tree`."""
 
     id: str
@@ -967,15 +978,9 @@ class ActorSnapshot:
 
     kind: Literal["worker"] = "worker"
 
-    def __rich__(self) -> Any:
-        """Render with rich (imported only here: the core never needs rich)."""
-        from ._observer import render_snapshot
-
-        return render_snapshot(self)
-
 
 @attrs.frozen
-class SupervisorSnapshot:
+class SupervisorSnapshot(_Renders):
     """One supervisor and its children in :meth:`Node.tree`."""
 
     id: str
@@ -991,25 +996,13 @@ class SupervisorSnapshot:
 
     kind: Literal["supervisor"] = "supervisor"
 
-    def __rich__(self) -> Any:
-        """Render with rich (imported only here: the core never needs rich)."""
-        from ._observer import render_snapshot
-
-        return render_snapshot(self)
-
 
 @attrs.frozen
-class TreeSnapshot:
+class TreeSnapshot(_Renders):
     """Every top-level actor and supervisor of a node, in start order."""
 
     node: str
     children: tuple[ActorSnapshot | SupervisorSnapshot, ...]
-
-    def __rich__(self) -> Any:
-        """Render with rich (imported only here: the core never needs rich)."""
-        from ._observer import render_snapshot
-
-        return render_snapshot(self)
 
 
 def _snapshot(

@@ -46,7 +46,7 @@ from ._gen_server import GenServer
 from ._mailbox import Mailbox
 from ._node import Node
 from ._observer import render_text
-from ._probe import BrokerProbe
+from ._probe import BrokerProbe, _describe, _matches
 from ._supervisor import ActorSnapshot, SupervisorRef, SupervisorSnapshot, TreeSnapshot
 
 __all__ = [
@@ -118,23 +118,6 @@ class ProbeServer(GenServer):
 
     async def handle_info(self, message: Any) -> None:
         self.probe._record(Received("info", message))
-
-
-def _describe_pattern(pattern: Any) -> str:
-    if isinstance(pattern, type):
-        return f"an instance of {pattern.__qualname__}"
-    if callable(pattern):
-        name = getattr(pattern, "__qualname__", None) or repr(pattern)
-        return f"a message satisfying {name}"
-    return f"a message equal to {pattern!r}"
-
-
-def _matches(pattern: Any, message: Any) -> bool:
-    if isinstance(pattern, type):
-        return isinstance(message, pattern)
-    if callable(pattern):
-        return bool(pattern(message))
-    return bool(message == pattern)
 
 
 class Probe:
@@ -223,7 +206,7 @@ class Probe:
                 if self._arrived is None:
                     self._arrived = anyio.Event()
                 await self._arrived.wait()
-        what = _describe_pattern(pattern) + (f" by {kind}" if kind else "")
+        what = _describe(pattern) + (f" by {kind}" if kind else "")
         raise AssertionError(
             f"probe expected {what} within {timeout:g}s, but got none; "
             f"unread: {self.unread!r}; all received: {self.messages!r}"
@@ -249,7 +232,7 @@ class Probe:
         """
         with anyio.move_on_after(within):
             found = await self.expect(pattern, timeout=math.inf, kind=kind)
-            raise AssertionError(f"probe expected no {_describe_pattern(pattern)}, got {found!r}")
+            raise AssertionError(f"probe expected no {_describe(pattern)}, got {found!r}")
 
     # ------------------------------------------------------------------ acting
 
