@@ -516,6 +516,8 @@ class ActorRef:
         server = self._server
         mailbox = self._mailbox
         items = mailbox._items
+        popleft = items.popleft
+        blocked = mailbox._blocked
         parker = self._parker
         continues = self._continues
         checkpoint = self._backend.checkpoint
@@ -526,7 +528,13 @@ class ActorRef:
                 await server.handle_continue(continues.popleft())
             while self._stop_reason is _RUNNING:
                 if items or mailbox._extra:
-                    self._current = item = mailbox.get()
+                    if mailbox._extra:
+                        item = mailbox.get()
+                    else:  # the common case, inlined: one FIFO, nobody waiting for room
+                        item = popleft()
+                        if blocked:
+                            mailbox._admit()
+                    self._current = item
                     kind, message, caller = item
                     if kind == CALL:
                         result = await server.handle_call(message, caller)
