@@ -30,6 +30,11 @@ from ._broker import Subscription as Subscription
 from ._broker import message as message
 from ._broker import message_type as message_type
 from ._broker import topic_matches as topic_matches
+from ._codec import Codec as Codec
+from ._codec import CodecError as CodecError
+from ._codec import JsonCodec as JsonCodec
+from ._codec import MsgpackCodec as MsgpackCodec
+from ._codec import Undecodable as Undecodable
 from ._compat import Promise as Caller
 from ._exceptions import ActorExited as ActorExited
 from ._exceptions import AlreadyPresent as AlreadyPresent
@@ -55,6 +60,8 @@ from ._node import Event as Event
 from ._node import Node as Node
 from ._node import run as run
 from ._probe import BrokerProbe as BrokerProbe
+from ._remote import RemoteError as RemoteError
+from ._remote import RemoteRef as RemoteRef
 from ._supervisor import LEAST_BUSY as LEAST_BUSY
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
 from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
@@ -114,6 +121,8 @@ __all__ = [
     "ChildCount",
     "ChildInfo",
     "ChildRunning",
+    "Codec",
+    "CodecError",
     "DeadLetter",
     "Down",
     "Envelope",
@@ -122,12 +131,14 @@ __all__ = [
     "IdleTimeout",
     "InMemoryBroker",
     "InvalidTopic",
+    "JsonCodec",
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
     "MaxChildren",
     "Middleware",
     "MonitorRef",
+    "MsgpackCodec",
     "NameTaken",
     "NoSubscriber",
     "Node",
@@ -135,6 +146,8 @@ __all__ = [
     "OTPError",
     "Overflow",
     "PoolRef",
+    "RemoteError",
+    "RemoteRef",
     "Request",
     "RequestTimeout",
     "Restart",
@@ -147,6 +160,7 @@ __all__ = [
     "SupervisorSpec",
     "TimerRef",
     "TreeSnapshot",
+    "Undecodable",
     "WorkerSpec",
     "dynamic_supervisor",
     "install_rich_logging",

@@ -1144,6 +1144,23 @@ class InMemoryBroker:
                     topic = envelope.topic
                     targets = self._lookup(topic)
                 message = envelope.message
+        return await self._deliver(topic, message, sender, envelope, targets)
+
+    async def _deliver(
+        self,
+        topic: str,
+        message: Any,
+        sender: ActorRef | None,
+        envelope: Envelope | None,
+        targets: tuple[Any, ...],
+    ) -> int:
+        """Hand ``message`` to the local ``targets`` of ``topic`` (a route from
+        :meth:`_lookup`); return how many accepted it.
+
+        ``envelope`` is what subscriptions receive (built lazily from ``topic``, ``message``
+        and ``sender`` when ``None``); a networked broker passes the envelope it decoded so
+        its id, timestamp and sender survive. Middleware is not run here.
+        """
         if not targets:
             self._dead_letter(DeadLetter(message, None, "no_subscriber", topic=topic))
             return 0

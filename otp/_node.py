@@ -37,7 +37,8 @@ class Event:
 
     ``kind`` is one of ``"started"``, ``"exited"`` (``reason`` says how; a crash is an
     exception), ``"restarted"``, ``"restart_failed"``, ``"gave_up"``, ``"dead_letter"``,
-    ``"overflow"`` and ``"shutdown_timeout"``. The same happenings are logged on the
+    ``"overflow"`` and ``"shutdown_timeout"``; a networked broker adds ``"nodedown"``,
+    ``"broker_disconnected"`` and ``"broker_reconnected"``. The same happenings are logged on the
     ``otp`` logger with ``extra={"otp_event": kind, ...}``.
     """
 
@@ -85,8 +86,10 @@ class Node:
         self._task_group_cm = task_group
         try:
             await self.broker._attach(self)
-        except BaseException as exc:
-            await task_group.__aexit__(type(exc), exc, exc.__traceback__)
+        except BaseException:
+            # The broker could not start (e.g. Redis is unreachable): raise its error bare.
+            task_group.cancel_scope.cancel()
+            await task_group.__aexit__(None, None, None)
             raise
         return self
 
@@ -197,6 +200,18 @@ class Node:
     def whereis(self, name: str) -> Any:
         """The live ref registered under ``name``, or ``None`` (``erlang:whereis/1``)."""
         return self._registry.get(name)
+
+    async def locate(self, name: str, *, node: str | None = None, timeout: float = 2.0) -> Any:
+        """Like :meth:`whereis`, but across nodes when the broker reaches other nodes
+        (``otp.redis.RedisBroker``): the local ref, else a remote ref, else ``None``.
+
+        With the in-memory broker it is :meth:`whereis` (``node`` must be ``None`` or
+        this node's name). Erlang's counterpart is ``global:whereis_name/1``.
+        """
+        finder = getattr(self.broker, "whereis", None)
+        if finder is None:
+            return self._registry.get(name) if node in (None, self.name) else None
+        return await finder(name, node=node, timeout=timeout)
 
     def registered(self) -> list[str]:
         """The names registered now (``erlang:registered/0``)."""

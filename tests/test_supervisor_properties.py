@@ -118,12 +118,13 @@ def test_supervisor_matches_reference_model(
                 if op in ("crash", "stop"):
                     if ref is None or child is None:
                         continue
+                    # Update the model first: a give-up cancels this body mid-await.
+                    model.exited(child, normal=op == "stop")
                     if op == "crash":
                         await ref.cast(Crash())
                     else:
                         await ref.stop("normal")
                     await ref.join()
-                    model.exited(child, normal=op == "stop")
                     if model.gave_up:
                         await anyio.sleep_forever()  # the node's body is cancelled
                 elif op == "terminate":

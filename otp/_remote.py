@@ -1,0 +1,211 @@
+"""Refs to actors on other nodes: :class:`RemoteRef` and what a networked broker provides.
+
+A ``RemoteRef`` names an actor on another node (``node``, the registered ``name`` and, when
+it was looked up, the incarnation's ``id``) and forwards ``call``/``cast``/``send``/``stop``
+to the broker that knows how to reach that node (``otp.redis.RedisBroker``). Monitoring a
+remote ref from a GenServer (``self.monitor(ref)``) works as locally; the ``Down`` reason is
+the actor's exit reason, ``"noproc"``, ``"nodedown"`` (its node stopped heartbeating) or
+``"noconnection"`` (this node lost its broker connection).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol, final
+
+from ._exceptions import OTPError
+
+if TYPE_CHECKING:
+    from ._actor import ActorRef, Down, MonitorRef
+
+__all__ = ["RemoteError", "RemoteRef", "RemoteTransport"]
+
+
+class RemoteError(OTPError, RuntimeError):
+    """An exception raised on another node, as far as the wire can carry it: the exception
+    type's qualified name and its text (never the object itself: nothing is unpickled).
+
+    It is the exit reason of a remote actor that crashed, so ``ActorExited.reason``,
+    ``Down.reason`` and ``__cause__`` hold one; :func:`otp.is_normal_exit` says ``False``.
+    """
+
+    def __init__(self, type_name: str, text: str, node: str = "") -> None:
+        self.type_name = type_name
+        self.text = text
+        self.node = node
+        where = f" on node {node!r}" if node else ""
+        super().__init__(f"{type_name}: {text}{where}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.text, self.node))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RemoteError):
+            return NotImplemented
+        return (self.type_name, self.text, self.node) == (other.type_name, other.text, other.node)
+
+    def __hash__(self) -> int:
+        return hash((self.type_name, self.text, self.node))
+
+
+class RemoteTransport(Protocol):
+    """What a networked broker offers :class:`RemoteRef` (private hooks)."""
+
+    async def _remote_call(self, ref: RemoteRef, request: Any, timeout: float | None) -> Any: ...
+
+    async def _remote_post(self, ref: RemoteRef, kind: str, message: Any) -> None: ...
+
+    def _remote_post_nowait(self, ref: RemoteRef, kind: str, message: Any) -> None: ...
+
+    async def _remote_stop(self, ref: RemoteRef, reason: Any, timeout: float | None) -> None: ...
+
+    def _remote_monitor(
+        self, ref: RemoteRef, deliver: Callable[[Down], None], watcher: ActorRef | None
+    ) -> MonitorRef: ...
+
+    def _remote_demonitor(self, monitor: MonitorRef) -> bool: ...
+
+    def _remote_node_alive(self, ref: RemoteRef) -> bool: ...
+
+
+class _Monitors:
+    """``ref._monitors`` of a remote ref: what the local actor code pops when a watcher
+    demonitors or exits; popping tells the remote node."""
+
+    __slots__ = ("_transport",)
+
+    def __init__(self, transport: RemoteTransport) -> None:
+        self._transport = transport
+
+    def pop(self, monitor: MonitorRef, default: Any = None) -> Any:
+        return True if self._transport._remote_demonitor(monitor) else default
+
+
+@final
+class RemoteRef:
+    """A handle on an actor of another node, usable where an :class:`otp.ActorRef` is:
+    ``name``, ``await call(request, timeout=5.0)``, ``await cast(message)``,
+    ``await send(message)``, ``await stop(reason="normal")``, ``alive``, and
+    ``self.monitor(ref)`` in a GenServer.
+
+    Semantics follow the local ones: ``call`` raises :class:`otp.CallTimeout` after
+    ``timeout`` and :class:`otp.ActorExited` at once when the actor is dead (``"noproc"``),
+    dies during the call, or its node is unreachable (``"nodedown"``, ``"noconnection"``);
+    ``cast``/``send`` never raise for a dead actor (the message becomes a dead letter,
+    on the node that found it dead).
+
+    A ref with an ``id`` is one incarnation (a restarted actor has a new ref); a ref
+    without one (``broker.remote(name, node)``) reaches whoever holds ``name`` on ``node``
+    when a message arrives, as Erlang's ``{Name, Node}`` does. Refs compare equal when
+    they name the same node incarnation, name and id.
+    """
+
+    _otp_remote_ref = True
+
+    __slots__ = ("__weakref__", "_exit_reason", "_transport", "id", "incarnation", "name", "node")
+
+    def __init__(
+        self,
+        transport: RemoteTransport,
+        node: str,
+        name: str | None,
+        id: int | None = None,
+        incarnation: str | None = None,
+    ) -> None:
+        if name is None and id is None:
+            raise ValueError("a RemoteRef needs a name or an id")
+        self._transport = transport
+        #: The node the actor runs on.
+        self.node = node
+        #: The registered name, or ``None``.
+        self.name = name
+        #: The incarnation's id on its node, or ``None`` for a by-name ref.
+        self.id = id
+        #: The node's incarnation (it changes when the node restarts), if known.
+        self.incarnation = incarnation
+        self._exit_reason: Any = None
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.node, self.incarnation if self.id is not None else None, self.name, self.id)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RemoteRef):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        who = repr(self.name) if self.name is not None else "(unnamed)"
+        number = f"#{self.id}" if self.id is not None else ""
+        state = "" if self.alive else f" exited {self._exit_reason!r}"
+        return f"<RemoteRef {who}{number} on {self.node!r}{state}>"
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def alive(self) -> bool:
+        """``False`` once this node learnt that the actor exited or its node went down;
+        ``True`` otherwise (a best guess: nothing is asked over the network)."""
+        return self._exit_reason is None and self._transport._remote_node_alive(self)
+
+    @property
+    def _alive(self) -> bool:
+        return self.alive
+
+    @property
+    def exit_reason(self) -> Any:
+        """The exit reason this node learnt, else ``None``."""
+        return self._exit_reason
+
+    def _mark_exited(self, reason: Any) -> None:
+        if self.id is not None and self._exit_reason is None:
+            self._exit_reason = reason
+
+    # ------------------------------------------------------------------ messages
+
+    async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
+        """Send ``request`` to the actor's ``handle_call`` and wait for the reply.
+
+        Raises :class:`otp.CallTimeout`, :class:`otp.ActorExited` (``reason`` is the remote
+        exit reason, a :class:`RemoteError` for a crash, or ``"noproc"``, ``"nodedown"``,
+        ``"noconnection"``), :class:`otp.MailboxFull`, :class:`otp.CodecError`.
+        """
+        return await self._transport._remote_call(self, request, timeout)
+
+    async def cast(self, message: Any) -> None:
+        """Send ``message`` to ``handle_cast``; never waits for it to be handled."""
+        await self._transport._remote_post(self, "cast", message)
+
+    async def send(self, message: Any) -> None:
+        """Send ``message`` to ``handle_info`` (Erlang's ``!``)."""
+        await self._transport._remote_post(self, "send", message)
+
+    def cast_nowait(self, message: Any) -> None:
+        """:meth:`cast` from synchronous code: queued and sent in order by the broker."""
+        self._transport._remote_post_nowait(self, "cast", message)
+
+    def send_nowait(self, message: Any) -> None:
+        """:meth:`send` from synchronous code: queued and sent in order by the broker."""
+        self._transport._remote_post_nowait(self, "send", message)
+
+    async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:
+        """Stop the actor (``terminate(reason)`` runs there) and wait until it has exited.
+
+        Returns at once for an actor that is already dead; raises
+        :class:`otp.CallTimeout` if ``timeout`` passes first or the node is unreachable
+        for that long.
+        """
+        await self._transport._remote_stop(self, reason, timeout)
+
+    # ------------------------------------------------------------------ monitors
+
+    def _add_monitor(
+        self, deliver: Callable[[Down], None], watcher: ActorRef | None = None
+    ) -> MonitorRef:
+        return self._transport._remote_monitor(self, deliver, watcher)
+
+    @property
+    def _monitors(self) -> _Monitors:
+        return _Monitors(self._transport)
