@@ -13,7 +13,6 @@ import itertools
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, final
 
@@ -162,13 +161,16 @@ class TimerRef:
     def cancel(self) -> None:
         """Cancel the timer; harmless if it already fired (``erlang:cancel_timer/1``)."""
         self._scope.cancel()
-        self._owner._timers.discard(self)
+        timers = self._owner._timers
+        if timers:
+            timers.discard(self)
 
 
 async def _run_timer(owner: ActorRef, timer: TimerRef, delay: float) -> None:
     with timer._scope:
         await anyio.sleep(delay)
-        owner._timers.discard(timer)
+        if owner._timers:
+            owner._timers.discard(timer)
         owner._deliver_control(timer.message)
 
 
@@ -198,11 +200,11 @@ class ActorRef:
     # whichever exits first, so neither keeps the other alive.
     _monitors: dict[MonitorRef, tuple[Callable[[Down], None], ActorRef | None]]
     _watching: dict[MonitorRef, ActorRef]
-    _pending: set[Promise]
+    _pending: set[Promise] | None  # created on first use: most actors never need it
     _prune_at: int
     _current: tuple[int, Any, Any] | None
-    _continues: deque[Any]
-    _timers: set[TimerRef]
+    _continues: list[Any]  # a list (56 B) rather than a deque (624 B): it holds 0-2 items
+    _timers: set[TimerRef] | None
     _handled: int
     _started_at: float
     _shutdown_timeout: Shutdown
@@ -238,11 +240,11 @@ class ActorRef:
         self._exit_waiters = []
         self._monitors = {}
         self._watching = {}
-        self._pending = set()
+        self._pending = None
         self._prune_at = 64
         self._current = None
-        self._continues = deque()
-        self._timers = set()
+        self._continues = []
+        self._timers = None
         self._handled = 0
         self._started_at = time.monotonic()
         self._shutdown_timeout = shutdown
@@ -293,7 +295,7 @@ class ActorRef:
             if not await mailbox.put_blocking(item, backend):
                 raise self._exited_error() from None
         try:
-            return await caller.wait(timeout)
+            return await caller.wait(timeout, self._node._deadlines)
         except Expired:
             raise CallTimeout(self, timeout or 0.0, request) from None
 
@@ -311,7 +313,14 @@ class ActorRef:
 
     def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
         """:meth:`cast` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
-        self._put_nowait(CAST, message, priority)
+        if self._alive:  # _put_nowait, inlined
+            mailbox = self._mailbox
+            try:
+                mailbox.put((CAST, message, None), priority)
+            except Full:
+                raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+        else:
+            self._node._dead_letter(self, message, "noproc")
 
     async def send(self, message: Any, *, priority: int = 0) -> None:
         """Send ``message`` to ``handle_info`` (Erlang's ``!``); otherwise as :meth:`cast`."""
@@ -438,13 +447,16 @@ class ActorRef:
             self._parker.wake()
 
     def _reply(self, caller: Promise, value: Any) -> None:
-        self._pending.discard(caller)
+        if self._pending:
+            self._pending.discard(caller)
         caller.resolve(value)
 
     def _add_pending(self, caller: Promise) -> None:
         # A reply may come from another actor (gen_server:reply/2 from a worker); it never
         # passes through this actor's _reply, so answered callers are pruned now and then.
         pending = self._pending
+        if pending is None:
+            pending = self._pending = set()
         if len(pending) >= self._prune_at:
             self._pending = pending = {c for c in pending if not c.done()}
             self._prune_at = max(64, 2 * len(pending))
@@ -476,6 +488,8 @@ class ActorRef:
             raise ValueError(f"send_after delay must be seconds >= 0, not {delay!r}")
         timer = TimerRef(message, owner=self)
         if self._alive:
+            if self._timers is None:
+                self._timers = set()
             self._timers.add(timer)
             self._node._task_group.start_soon(_run_timer, self, timer, delay)
         return timer
@@ -525,7 +539,7 @@ class ActorRef:
         reason: Any
         try:
             while continues and self._stop_reason is _RUNNING:
-                await server.handle_continue(continues.popleft())
+                await server.handle_continue(continues.pop(0))
             while self._stop_reason is _RUNNING:
                 if items or mailbox._extra:
                     if mailbox._extra:
@@ -551,7 +565,7 @@ class ActorRef:
                     self._current = None
                     self._handled += 1
                     while continues and self._stop_reason is _RUNNING:
-                        await server.handle_continue(continues.popleft())
+                        await server.handle_continue(continues.pop(0))
                     budget -= 1
                     if not budget:
                         budget = _BUDGET
@@ -565,7 +579,7 @@ class ActorRef:
                     ):
                         await server.handle_info(IdleTimeout(timeout or 0.0))
                         while continues and self._stop_reason is _RUNNING:
-                            await server.handle_continue(continues.popleft())
+                            await server.handle_continue(continues.pop(0))
         except Exception as exc:
             reason = exc
         else:
@@ -593,7 +607,7 @@ class ActorRef:
         node = self._node
         if self.name is not None:
             node._unregister(self.name, self)
-        for timer in list(self._timers):
+        for timer in list(self._timers or ()):
             timer.cancel()
         node.broker._actor_exited(self)
         if not started.done():
@@ -608,9 +622,9 @@ class ActorRef:
                 caller.fail(self._exited_error(reason))
             else:
                 node._dead_letter(self, message, "actor_exited")
-        for caller in self._pending:
+        for caller in self._pending or ():
             caller.fail(self._exited_error(reason))
-        self._pending.clear()
+        self._pending = None
         for monitor, target in self._watching.items():
             target._monitors.pop(monitor, None)
         self._watching.clear()

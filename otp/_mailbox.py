@@ -166,6 +166,16 @@ class MailboxQueue:
         :class:`Full` when the sender must wait (``BLOCK``) or be refused (``FAIL``).
         """
         cap = self._capacity
+        if cap is None and not priority:
+            # The hot path (unbounded, priority 0): _append inlined.
+            items = self._items
+            items.append(item)
+            self.enqueued += 1
+            n = len(items) + self._extra
+            if n > self.high_water:
+                self.high_water = n
+            self._parker.wake()
+            return True
         if cap is None or (len(self._items) + self._extra < cap and not self._blocked):
             self._append(item, priority)
             return True

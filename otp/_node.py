@@ -84,6 +84,8 @@ class Node:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group_cm = task_group
+        # Call timeouts without a timer or cancel scope per call (see _compat).
+        self._deadlines = self._backend.deadlines(task_group)
         try:
             await self.broker._attach(self)
         except BaseException:
