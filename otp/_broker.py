@@ -1124,6 +1124,53 @@ class InMemoryBroker:
         stage raises.
         """
         await self._backend().checkpoint()
+        targets, envelope = self._begin(topic, message, sender, headers, reply_to, priority)
+        if envelope is not None and self._stages:
+            envelope = await self._run_stages(envelope)
+            if envelope is None:
+                return 0
+            topic, message, targets = self._after_stages(topic, envelope, targets)
+        return await self._deliver(topic, message, sender, envelope, targets)
+
+    def publish_nowait(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+        priority: int = 0,
+    ) -> int:
+        """:meth:`publish` without yielding: the fast path for a producer that publishes
+        many messages and yields elsewhere (as ``cast_nowait`` is to ``cast``).
+
+        It never waits, so a full ``BLOCK`` subscriber does not get the message (a dead
+        letter with reason ``"mailbox_full"``). Raises ``TypeError`` if a middleware stage
+        is asynchronous (use :meth:`publish` then).
+        """
+        targets, envelope = self._begin(topic, message, sender, headers, None, priority)
+        if envelope is not None and self._stages:
+            envelope = self._run_stages_nowait(envelope)
+            if envelope is None:
+                return 0
+            topic, message, targets = self._after_stages(topic, envelope, targets)
+        delivered, waiting = self._deliver_now(topic, message, sender, envelope, targets)
+        for _, _, _, dead in waiting:
+            self._dropped += 1
+            self._dead_letter(attrs.evolve(dead, reason="mailbox_full"))
+        self._delivered += delivered
+        return delivered
+
+    def _begin(
+        self,
+        topic: str,
+        message: Any,
+        sender: ActorRef | None,
+        headers: Mapping[str, str] | None,
+        reply_to: str | None,
+        priority: int,
+    ) -> tuple[tuple[Any, ...], Envelope | None]:
+        # Route, count, and build the envelope only when something needs it.
         try:
             targets = self._routes[topic]
         except (KeyError, TypeError):
@@ -1136,15 +1183,41 @@ class InMemoryBroker:
             if reply_to is not None:
                 _check_topic(reply_to)
             envelope = self._envelope(topic, message, sender, reply_to, headers, priority)
-            if self._stages:
-                envelope = await self._run_stages(envelope)
-                if envelope is None:
-                    return 0
-                if envelope.topic != topic:
-                    topic = envelope.topic
-                    targets = self._lookup(topic)
-                message = envelope.message
-        return await self._deliver(topic, message, sender, envelope, targets)
+        return targets, envelope
+
+    def _after_stages(
+        self, topic: str, envelope: Envelope, targets: tuple[Any, ...]
+    ) -> tuple[str, Any, tuple[Any, ...]]:
+        # A stage may have changed the message or re-routed it to another topic.
+        if envelope.topic != topic:
+            return envelope.topic, envelope.message, self._lookup(envelope.topic)
+        return topic, envelope.message, targets
+
+    def _run_stages_nowait(self, envelope: Envelope) -> Envelope | None:
+        for stage in self._stages:
+            result = stage(envelope)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise TypeError(
+                    f"middleware {stage!r} is asynchronous; publish_nowait cannot await it: "
+                    "use await broker.publish(...)"
+                )
+            if result is None:
+                self._filtered += 1
+                self._dead_letter(
+                    DeadLetter(
+                        envelope.message, stage, "dropped_by_middleware", topic=envelope.topic
+                    )
+                )
+                return None
+            if not isinstance(result, Envelope):
+                raise TypeError(
+                    f"middleware {stage!r} returned {result!r}; a stage must return the "
+                    "envelope (changed with attrs.evolve if need be) or None to drop it"
+                )
+            envelope = result
+        return envelope
 
     async def _deliver(
         self,
@@ -1159,40 +1232,67 @@ class InMemoryBroker:
 
         ``envelope`` is what subscriptions receive (built lazily from ``topic``, ``message``
         and ``sender`` when ``None``); a networked broker passes the envelope it decoded so
-        its id, timestamp and sender survive. Middleware is not run here.
+        its id, timestamp and sender survive. Middleware is not run here. Every subscriber
+        with room gets the message first; full ``BLOCK`` subscribers are waited on after.
         """
+        delivered, waiting = self._deliver_now(topic, message, sender, envelope, targets)
+        for target, item, priority, dead in waiting:
+            if isinstance(target, _Receiver):
+                if await target._offer_blocking(item):
+                    delivered += 1
+            elif await target._mailbox.put_blocking(item, target._backend, priority):
+                delivered += 1
+            else:
+                self._dead_letter(dead)
+        self._delivered += delivered
+        return delivered
+
+    def _deliver_now(
+        self,
+        topic: str,
+        message: Any,
+        sender: ActorRef | None,
+        envelope: Envelope | None,
+        targets: tuple[Any, ...],
+    ) -> tuple[int, list[tuple[Any, Any, int, DeadLetter]]]:
+        # Deliver to everyone with room; return the count and the full BLOCK subscribers
+        # as (target, item, priority, dead letter if it never gets in).
         if not targets:
             self._dead_letter(DeadLetter(message, None, "no_subscriber", topic=topic))
-            return 0
+            return 0, []
         payload = message
         if envelope is not None and envelope.reply_to is not None:
             payload = Request(envelope, broker=self)
+        priority = envelope.priority if envelope is not None else 0
         delivered = 0
+        waiting: list[tuple[Any, Any, int, DeadLetter]] = []
         for target in targets:
             if isinstance(target, _Receiver):
                 if envelope is None:
                     envelope = self._envelope(topic, message, sender)
                 status = target._offer(envelope)
-                if status == _ACCEPTED or (
-                    status == _WAIT and await target._offer_blocking(envelope)
-                ):
+                if status == _ACCEPTED:
                     delivered += 1
+                elif status == _WAIT:
+                    dead = DeadLetter(message, target, "closed", topic=topic)
+                    waiting.append((target, envelope, priority, dead))
             elif target._alive:
+                item = (INFO, payload, None)
                 try:
-                    if target._mailbox.put(
-                        (INFO, payload, None), envelope.priority if envelope else 0
-                    ):
+                    if target._mailbox.put(item, priority):
                         delivered += 1
                     else:
                         self._dropped += 1  # DROP_NEWEST: the actor recorded the letter
                 except Full:
-                    prio = envelope.priority if envelope else 0
-                    if await self._actor_full(target, payload, message, topic, prio):
-                        delivered += 1
+                    if target._mailbox._overflow is Overflow.BLOCK:
+                        dead = DeadLetter(message, target, "noproc", topic=topic)
+                        waiting.append((target, item, priority, dead))
+                    else:  # FAIL: this subscriber refuses it; the publisher goes on.
+                        self._dropped += 1
+                        self._dead_letter(DeadLetter(message, target, "mailbox_full", topic=topic))
             else:
                 self._dead_letter(DeadLetter(message, target, "noproc", topic=topic))
-        self._delivered += delivered
-        return delivered
+        return delivered, waiting
 
     async def _actor_full(
         self, ref: ActorRef, payload: Any, message: Any, topic: str, priority: int = 0

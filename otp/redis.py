@@ -777,6 +777,22 @@ class RedisBroker(InMemoryBroker):
 
     # ------------------------------------------------------------------ topics out
 
+    def publish_nowait(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+        priority: int = 0,
+    ) -> int:
+        """Not available: publishing through Redis is network I/O, which cannot be done
+        without waiting. Raises ``TypeError``; use ``await broker.publish(...)``."""
+        raise TypeError(
+            "RedisBroker.publish_nowait is not available: publishing goes through Redis, "
+            "which needs I/O; use await broker.publish(...)"
+        )
+
     async def publish(
         self,
         topic: str,

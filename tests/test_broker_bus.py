@@ -359,3 +359,50 @@ async def test_a_middleware_can_drop_a_broadcast() -> None:
         await node.spawn(Counter)
         assert await node.broker.broadcast("hi") == 0
         assert node.broker.statistics().filtered == 1
+
+
+async def test_publish_nowait_delivers_without_yielding_and_never_waits() -> None:
+    async with otp.Node() as node:
+        broker = node.broker
+        assert isinstance(broker, otp.InMemoryBroker)
+        async with (
+            broker.subscribe("jobs.*") as sub,
+            broker.subscribe("jobs.*", mailbox=otp.Mailbox(1, otp.Overflow.BLOCK)) as tight,
+        ):
+            assert broker.publish_nowait("jobs.a", 1) == 2
+            # the tight subscription is full now: publish_nowait does not wait for it
+            assert broker.publish_nowait("jobs.b", 2, headers={"k": "v"}) == 1
+            assert [(await sub.receive()).message for _ in range(2)] == [1, 2]
+            assert (await tight.receive()).message == 1
+        assert broker.publish_nowait("nobody.here", 3) == 0
+        reasons = [d.reason for d in broker.recent_dead_letters]
+        assert "mailbox_full" in reasons
+        assert "no_subscriber" in reasons
+
+
+async def test_publish_nowait_runs_sync_middleware_and_refuses_async_stages() -> None:
+    async with otp.Node() as node:
+        broker = node.broker
+        assert isinstance(broker, otp.InMemoryBroker)
+        broker.use(lambda env: None if env.message == "drop" else env)
+        async with broker.subscribe("t") as sub:
+            assert broker.publish_nowait("t", "drop") == 0
+            assert broker.publish_nowait("t", "keep") == 1
+            assert (await sub.receive()).message == "keep"
+
+            async def slow_stage(env: otp.Envelope) -> otp.Envelope:
+                return env
+
+            broker.use(slow_stage)
+            with pytest.raises(TypeError, match="asynchronous"):
+                broker.publish_nowait("t", "x")
+
+
+def test_redis_broker_has_no_publish_nowait() -> None:
+    pytest.importorskip(
+        "coredis", reason="the Redis broker needs coredis (pip install anyotp[redis])"
+    )
+    from otp.redis import RedisBroker
+
+    with pytest.raises(TypeError, match=r"await broker\.publish"):
+        RedisBroker("redis://127.0.0.1:1/0").publish_nowait("t", 1)
