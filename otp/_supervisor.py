@@ -47,7 +47,7 @@ from ._exceptions import (
     SupervisorGaveUp,
 )
 from ._gen_server import GenServer
-from ._mailbox import Mailbox
+from ._mailbox import Mailbox, MailboxStatistics
 
 if TYPE_CHECKING:
     from ._compat import Promise
@@ -975,6 +975,10 @@ class ActorSnapshot(_Renders):
     ref: ActorRef | None = attrs.field(eq=False, repr=False)
     #: ``True`` while its supervisor is restarting it (a backoff delay or a retry).
     restarting: bool = False
+    #: Seconds since this incarnation started (0 when it is not running).
+    uptime: float = attrs.field(default=0.0, eq=False)
+    #: The mailbox counters, when the actor runs.
+    mailbox: MailboxStatistics | None = attrs.field(default=None, eq=False, repr=False)
 
     kind: Literal["worker"] = "worker"
 
@@ -1033,14 +1037,17 @@ def _snapshot(
             restarting=restarting,
         )
     stats = ref.statistics() if ref is not None else None
+    if spec is not None:
+        assert isinstance(spec, WorkerSpec)
+        identity, name, behaviour = child_id or spec.id, spec.name, spec.cls.__qualname__
+    else:
+        assert ref is not None
+        identity = ref.name or f"#{ref.id}"
+        name, behaviour = ref.name, type(ref._server).__qualname__
     return ActorSnapshot(
-        id=spec.id
-        if spec is not None
-        else (ref.name if ref is not None and ref.name else str(ref.id if ref else "?")),
-        name=ref.name if ref is not None else (spec.name if isinstance(spec, WorkerSpec) else None),
-        behaviour=stats.behaviour
-        if stats is not None
-        else (spec.cls.__qualname__ if isinstance(spec, WorkerSpec) else "?"),
+        id=identity,
+        name=name,
+        behaviour=behaviour,
         alive=ref is not None and ref.alive,
         restart=spec.restart if spec is not None else None,
         restarts=restarts,
@@ -1048,6 +1055,8 @@ def _snapshot(
         messages_handled=stats.messages_handled if stats is not None else 0,
         ref=ref,
         restarting=restarting,
+        uptime=stats.uptime if stats is not None and stats.alive else 0.0,
+        mailbox=stats.mailbox if stats is not None else None,
     )
 
 

@@ -671,3 +671,30 @@ async def test_dead_letter_and_overflow_events() -> None:
     assert "dead_letter" in kinds
     overflow = next(e for e in events if e.kind == "overflow")
     assert overflow.detail == Add(2)
+
+
+async def test_tree_snapshot_lists_every_actor_with_its_counters() -> None:
+    async with otp.Node() as node:
+        await node.spawn(Counter, name="loose")
+        dyn = await node.start(otp.dynamic_supervisor("dyn"))
+        await dyn.start_child(otp.worker(Counter))
+        await dyn.start_child(otp.worker(Counter))
+        sup = await node.start(otp.supervisor("s", [otp.worker(Counter, name="w")]))
+        await node.whereis("w").call(Add(1))
+        tree = node.tree()
+        assert [c.id for c in tree.children] == ["loose", "dyn", "s"]
+        dyn_snap = tree.children[1]
+        assert isinstance(dyn_snap, otp.SupervisorSnapshot)
+        assert [c.id for c in dyn_snap.children] == ["Counter#1", "Counter#2"]
+        s_snap = tree.children[2]
+        assert isinstance(s_snap, otp.SupervisorSnapshot)
+        assert s_snap.strategy is otp.ONE_FOR_ONE
+        (w,) = s_snap.children
+        assert isinstance(w, otp.ActorSnapshot)
+        assert w.alive
+        assert w.messages_handled == 1
+        assert w.uptime >= 0.0
+        assert w.mailbox is not None
+        assert w.mailbox.enqueued == 1
+        assert w.ref is node.whereis("w")
+        assert sup.alive
