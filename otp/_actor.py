@@ -32,6 +32,7 @@ from ._gen_server import NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
     CALL,
     CAST,
+    CONTROL,
     INFO,
     SYSTEM,
     Full,
@@ -96,6 +97,16 @@ def check_shutdown(value: object) -> None:
         raise ValueError(
             f"shutdown must be seconds >= 0, None (wait forever) or otp.BRUTAL_KILL, not {value!r}"
         )
+
+
+def _check_timeout(timeout: object) -> None:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or timeout < 0
+        or math.isnan(timeout)
+    ):
+        raise ValueError(f"timeout must be seconds >= 0 or None (wait forever), not {timeout!r}")
 
 
 def is_normal_exit(reason: object) -> bool:
@@ -284,6 +295,8 @@ class ActorRef:
         backend = self._backend
         if backend.current_task() is self._task:
             raise CalledSelf(self)
+        if timeout is not None and not timeout > 0:
+            _check_timeout(timeout)
         caller = backend.promise()
         item = (CALL, request, caller)
         mailbox = self._mailbox
@@ -292,8 +305,21 @@ class ActorRef:
         except Full:
             if mailbox._overflow is not Overflow.BLOCK:
                 raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
-            if not await mailbox.put_blocking(item, backend):
-                raise self._exited_error() from None
+            # Waiting for room counts toward the timeout, as the whole call does in OTP.
+            started = time.monotonic()
+            try:
+                admitted = await mailbox.put_blocking(item, backend, 0, timeout)
+            except Expired:
+                raise CallTimeout(self, timeout or 0.0, request) from None
+            if not admitted:
+                error = self._exited_error()
+                raise error from error.__cause__
+            if timeout is not None:
+                timeout = max(0.0, timeout - (time.monotonic() - started))
+        if timeout == 0:
+            # Nothing can have replied yet: OTP's call with timeout 0, deterministically.
+            caller.fail(Expired())
+            raise CallTimeout(self, 0.0, request)
         try:
             return await caller.wait(timeout, self._node._deadlines)
         except Expired:
@@ -560,7 +586,11 @@ class ActorRef:
                         await server.handle_cast(message)
                     elif kind == INFO:
                         await server.handle_info(message)
+                    elif kind == CONTROL:  # Down, timers: outside the capacity
+                        mailbox._control -= 1
+                        await server.handle_info(message)
                     else:  # SYSTEM: runs in the actor, between callbacks (OTP's sys)
+                        mailbox._control -= 1
                         caller.resolve(message(server))
                     self._current = None
                     self._handled += 1
@@ -688,7 +718,7 @@ def _describe_item(item: tuple[int, Any, Any] | None) -> str:
     if item is None:
         return "no message"
     kind, message, _ = item
-    return f"{('call', 'cast', 'info', 'system')[kind]} {message!r}"
+    return f"{('call', 'cast', 'info', 'system', 'info')[kind]} {message!r}"
 
 
 async def start_actor(

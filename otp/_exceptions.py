@@ -103,11 +103,19 @@ class MailboxFull(OTPError, OverflowError):
         self.actor = actor
         self.capacity = capacity
         self.policy = policy
-        how = f" by overflow policy {policy}" if policy is not None else ""
-        super().__init__(
-            f"mailbox of actor {describe(actor)} is full ({capacity} messages); the message "
-            f"was refused{how}: retry later, raise its capacity or choose Overflow.BLOCK"
-        )
+        size = f"{capacity} message{'s' if capacity != 1 else ''}"
+        if getattr(policy, "name", None) == "BLOCK":
+            advice = (
+                "cast_nowait/send_nowait cannot wait for room: use await ref.cast(...) or "
+                "await ref.send(...), which wait, or raise its capacity"
+            )
+        else:
+            how = f" by overflow policy {policy}" if policy is not None else ""
+            advice = (
+                f"the message was refused{how}: retry later, raise its capacity or choose "
+                "Overflow.BLOCK"
+            )
+        super().__init__(f"mailbox of actor {describe(actor)} is full ({size}); {advice}")
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.actor, self.capacity, self.policy))
@@ -196,14 +204,18 @@ class StartFailed(OTPError, RuntimeError):
         self.child = child
         self.reason = reason
         self.where = where
-        at = f" under {where!r}" if where else ""
+        at = f"child {child!r} of supervisor {where!r}" if where else f"actor {child!r}"
         if isinstance(reason, BaseException):
             why = f"{type(reason).__name__}: {reason}"
         else:
             why = repr(reason)
+        left = (
+            "; nothing of that start is left running (siblings started with it were stopped)"
+            if where
+            else ""
+        )
         super().__init__(
-            f"child {child!r}{at} failed to start ({why}); the siblings it started with were "
-            "stopped again: fix its init (see __cause__) and start it again"
+            f"{at} failed to start ({why}){left}: see __cause__, fix that and start it again"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

@@ -88,6 +88,7 @@ CALL = 0
 CAST = 1
 INFO = 2
 SYSTEM = 3  # (SYSTEM, fn(server) -> reply, caller): sys-style requests, past the capacity
+CONTROL = 4  # (CONTROL, message, None): Down notices and timers for handle_info, ditto
 
 
 class MailboxQueue:
@@ -102,6 +103,7 @@ class MailboxQueue:
         "_blocked",
         "_capacity",
         "_closed",
+        "_control",
         "_extra",
         "_items",
         "_lanes",
@@ -125,6 +127,9 @@ class MailboxQueue:
         self._lanes: dict[int, deque[tuple[int, Any, Any]]] = {}
         self._order: list[int] = []
         self._extra = 0  # messages waiting in lanes
+        # Control messages (SYSTEM, CONTROL) queued in _items: never counted against the
+        # capacity, never evicted. The actor decrements this when it takes one.
+        self._control = 0
         self._capacity = spec.capacity
         self._overflow = spec.overflow
         self._parker = parker
@@ -176,22 +181,23 @@ class MailboxQueue:
                 self.high_water = n
             self._parker.wake()
             return True
-        if cap is None or (len(self._items) + self._extra < cap and not self._blocked):
+        if cap is None or (
+            len(self._items) + self._extra - self._control < cap and not self._blocked
+        ):
             self._append(item, priority)
             return True
         overflow = self._overflow
         if overflow is Overflow.BLOCK:
             raise Full
         if overflow is Overflow.DROP_OLDEST:
-            # The oldest message of the lowest priority goes (the new one, if it is lowest).
-            lowest = -self._order[-1] if self._order else 0
-            if self._items and lowest > 0:
-                lowest = 0
-            if priority < lowest or (not self._items and not self._extra):
+            # The oldest user message of the lowest priority goes (the new one, if it is
+            # the lowest); control messages are never evicted.
+            lowest = self._lowest_user_priority()
+            if lowest is None or priority < lowest:
                 self.dropped += 1
                 self._on_drop(item, "dropped_oldest")
                 return False
-            old = self._pop(lowest)
+            old = self._evict(lowest)
             self.dropped += 1
             self._append(item, priority)
             self._on_drop(old, "dropped_oldest")
@@ -203,20 +209,48 @@ class MailboxQueue:
         raise Full  # FAIL: the caller raises MailboxFull
 
     def put_control(self, item: tuple[int, Any, Any]) -> None:
-        """Queue a message that must never be refused or dropped (``Down``), past capacity."""
+        """Queue a message that must never be refused or dropped (``Down``, timers, system
+        requests): in order with the rest, but outside the capacity."""
+        if item[0] == INFO:
+            item = (CONTROL, item[1], item[2])
+        self._control += 1
         self._append(item)
 
+    def _lowest_user_priority(self) -> int | None:
+        # The lowest priority that holds a user message, or None when there is none.
+        order = self._order  # negated priorities, ascending: the last is the lowest
+        if order and order[-1] > 0:
+            return -order[-1]
+        if len(self._items) > self._control:
+            return 0
+        return -order[-1] if order else None
+
+    def _evict(self, priority: int) -> tuple[int, Any, Any]:
+        if priority:
+            return self._pop(priority)
+        items = self._items
+        for index, item in enumerate(items):
+            if item[0] < SYSTEM:  # a call, cast or send: a user message
+                del items[index]
+                return item
+        raise AssertionError("no user message to evict")  # pragma: no cover
+
     async def put_blocking(
-        self, item: tuple[int, Any, Any], backend: Backend, priority: int = 0
+        self,
+        item: tuple[int, Any, Any],
+        backend: Backend,
+        priority: int = 0,
+        timeout: float | None = None,
     ) -> bool:
         """Wait for room and queue ``item`` (``Overflow.BLOCK``).
 
         Returns ``False`` if the mailbox closed first (the actor exited); the sender then
-        disposes of its own message. A cancelled sender's message is not queued.
+        disposes of its own message. A cancelled sender's message is not queued, nor is one
+        whose ``timeout`` passed (``Expired`` is raised then).
         """
         promise = backend.promise()
         self._blocked.append((item, priority, promise))
-        return bool(await promise.wait(None))
+        return bool(await promise.wait(timeout))
 
     def _pop(self, priority: int) -> tuple[int, Any, Any]:
         if not priority:
@@ -244,7 +278,7 @@ class MailboxQueue:
         blocked = self._blocked
         cap = self._capacity
         assert cap is not None
-        while blocked and len(self._items) + self._extra < cap:
+        while blocked and len(self._items) + self._extra - self._control < cap:
             item, priority, promise = blocked.popleft()
             if promise.resolve(True):
                 self._append(item, priority)
@@ -263,6 +297,7 @@ class MailboxQueue:
         self._lanes.clear()
         self._order.clear()
         self._extra = 0
+        self._control = 0
         # Blocked senders learn that the actor is gone and dispose of their own message.
         while self._blocked:
             _, _, promise = self._blocked.popleft()

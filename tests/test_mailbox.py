@@ -277,3 +277,88 @@ async def test_priority_publish_reaches_actor_mailboxes_in_priority_order() -> N
         event.set()
         await anyio.wait_all_tasks_blocked()
         assert await ref.call("seen") == ["vip", "bulk"]
+
+
+async def test_control_messages_are_outside_the_capacity_and_never_evicted() -> None:
+    class Watcher(Recorder):
+        async def handle_info(self, message: Any) -> None:
+            self.seen.append(message)
+
+    for policy in (otp.Overflow.DROP_OLDEST, otp.Overflow.FAIL, otp.Overflow.DROP_NEWEST):
+        async with otp.Node() as node:
+            watcher = await node.spawn(Watcher, mailbox=otp.Mailbox(2, policy))
+            target = await node.spawn(Recorder)
+            watcher._server.monitor(target)
+            event = anyio.Event()
+            watcher.cast_nowait(Block(event))
+            await anyio.wait_all_tasks_blocked()
+            watcher.cast_nowait(1)
+            await target.stop()  # a Down is queued: it does not take a slot
+            watcher.cast_nowait(2)  # fits: capacity counts user messages only
+            if policy is otp.Overflow.DROP_OLDEST:
+                watcher.cast_nowait(3)  # evicts 1, the oldest user message, not the Down
+            event.set()
+            await anyio.wait_all_tasks_blocked()
+            seen = await watcher.call("seen")
+            down = otp.Down(target, "normal")
+            if policy is otp.Overflow.DROP_OLDEST:
+                assert seen == [down, 2, 3]
+            else:
+                assert seen == [1, down, 2]
+
+
+async def test_call_timeout_covers_waiting_for_room_in_a_block_mailbox() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder, mailbox=otp.Mailbox(1))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("fills it")
+        with anyio.fail_after(5), pytest.raises(otp.CallTimeout):
+            await ref.call("seen", timeout=0.05)
+        assert ref.statistics().mailbox.blocked_senders == 0  # the timed-out call left
+        event.set()
+        await anyio.wait_all_tasks_blocked()
+        assert await ref.call("seen") == ["fills it"]
+
+
+async def test_blocked_caller_gets_the_crash_as_cause() -> None:
+    class Crasher(Recorder):
+        async def handle_cast(self, message: Any) -> None:
+            if isinstance(message, Block):
+                await message.event.wait()
+                raise RuntimeError("crashed while busy")
+            self.seen.append(message)
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Crasher, mailbox=otp.Mailbox(1))
+        event = anyio.Event()
+        ref.cast_nowait(Block(event))
+        await anyio.wait_all_tasks_blocked()
+        ref.cast_nowait("fills it")
+        errors: list[BaseException] = []
+
+        async def caller() -> None:
+            try:
+                await ref.call("seen", timeout=None)
+            except otp.ActorExited as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(caller)
+            await anyio.wait_all_tasks_blocked()
+            event.set()
+        (error,) = errors
+        assert isinstance(error.__cause__, RuntimeError)
+
+
+async def test_call_timeout_validation_and_zero() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Recorder)
+        for bad in (-1, float("nan")):
+            with pytest.raises(ValueError, match="timeout"):
+                await ref.call("seen", timeout=bad)
+        for _ in range(5):  # deterministic on both backends
+            with pytest.raises(otp.CallTimeout):
+                await ref.call("seen", timeout=0)
+        assert await ref.call("seen") == []
