@@ -1064,21 +1064,26 @@ class InMemoryBroker:
             result = stage(envelope)
             if inspect.isawaitable(result):
                 result = await result
-            if result is None:
-                self._filtered += 1
-                self._dead_letter(
-                    DeadLetter(
-                        envelope.message, stage, "dropped_by_middleware", topic=envelope.topic
-                    )
-                )
+            next_envelope = self._stage_result(stage, envelope, result)
+            if next_envelope is None:
                 return None
-            if not isinstance(result, Envelope):
-                raise TypeError(
-                    f"middleware {stage!r} returned {result!r}; a stage must return the "
-                    "envelope (changed with attrs.evolve if need be) or None to drop it"
-                )
-            envelope = result
+            envelope = next_envelope
         return envelope
+
+    def _stage_result(self, stage: Any, envelope: Envelope, result: Any) -> Envelope | None:
+        # What a stage returned: the (maybe changed) envelope, or None to drop it.
+        if result is None:
+            self._filtered += 1
+            self._dead_letter(
+                DeadLetter(envelope.message, stage, "dropped_by_middleware", topic=envelope.topic)
+            )
+            return None
+        if not isinstance(result, Envelope):
+            raise TypeError(
+                f"middleware {stage!r} returned {result!r}; a stage must return the "
+                "envelope (changed with attrs.evolve if need be) or None to drop it"
+            )
+        return result
 
     # ------------------------------------------------------------------ publishing
 
@@ -1203,20 +1208,10 @@ class InMemoryBroker:
                     f"middleware {stage!r} is asynchronous; publish_nowait cannot await it: "
                     "use await broker.publish(...)"
                 )
-            if result is None:
-                self._filtered += 1
-                self._dead_letter(
-                    DeadLetter(
-                        envelope.message, stage, "dropped_by_middleware", topic=envelope.topic
-                    )
-                )
+            next_envelope = self._stage_result(stage, envelope, result)
+            if next_envelope is None:
                 return None
-            if not isinstance(result, Envelope):
-                raise TypeError(
-                    f"middleware {stage!r} returned {result!r}; a stage must return the "
-                    "envelope (changed with attrs.evolve if need be) or None to drop it"
-                )
-            envelope = result
+            envelope = next_envelope
         return envelope
 
     async def _deliver(
