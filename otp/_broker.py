@@ -308,24 +308,25 @@ def _topic_problem(topic: str, *, pattern: bool) -> str:
 
 def _check_topic(topic: object) -> str:
     """Return ``topic`` if it is a valid concrete topic; raise otherwise."""
-    if not isinstance(topic, str):
-        raise TypeError(f"a topic must be a str like 'orders.created', not {topic!r}")
-    if _TOPIC_RE.fullmatch(topic) is None:
-        if not topic:
-            raise InvalidTopic(topic, "it is empty")
-        raise InvalidTopic(topic, _topic_problem(topic, pattern=False))
-    return topic
+    return _validate(topic, pattern=False)
 
 
 def _check_pattern(pattern: object) -> str:
     """Return ``pattern`` if it is a valid subscription pattern; raise otherwise."""
-    if not isinstance(pattern, str):
-        raise TypeError(f"a topic pattern must be a str like 'orders.*', not {pattern!r}")
-    if _PATTERN_RE.fullmatch(pattern) is None:
+    return _validate(pattern, pattern=True)
+
+
+def _validate(value: object, *, pattern: bool) -> str:
+    if not isinstance(value, str):
+        example = "a topic pattern must be a str like 'orders.*'"
         if not pattern:
-            raise InvalidTopic(pattern, "it is empty")
-        raise InvalidTopic(pattern, _topic_problem(pattern, pattern=True))
-    return pattern
+            example = "a topic must be a str like 'orders.created'"
+        raise TypeError(f"{example}, not {value!r}")
+    if (_PATTERN_RE if pattern else _TOPIC_RE).fullmatch(value) is None:
+        if not value:
+            raise InvalidTopic(value, "it is empty")
+        raise InvalidTopic(value, _topic_problem(value, pattern=pattern))
+    return value
 
 
 def _is_wild(pattern: str) -> bool:
