@@ -52,7 +52,13 @@ class Promise(Protocol):
 
 
 class Parker(Protocol):
-    """Lets one task sleep until another wakes it (the mailbox's consumer wait)."""
+    """Lets one task sleep until another wakes it (the mailbox's consumer wait).
+
+    ``waiter`` is not ``None`` exactly while a task sleeps in :meth:`park`, so a producer
+    can skip :meth:`wake` (a call) while the consumer is busy.
+    """
+
+    waiter: Any
 
     def wake(self) -> None: ...
 
@@ -190,31 +196,31 @@ def _asyncio_backend() -> Backend:
             fut.set_result(value)
 
     class AsyncioParker:
-        __slots__ = ("_fut",)
+        __slots__ = ("waiter",)
 
         def __init__(self) -> None:
-            self._fut: asyncio.Future[bool] | None = None
+            self.waiter: asyncio.Future[bool] | None = None
 
         def wake(self) -> None:
-            fut = self._fut
+            fut = self.waiter
             if fut is not None:
-                self._fut = None
+                self.waiter = None
                 if not fut.done():
                     fut.set_result(True)
 
         async def park(self, timeout: float | None) -> bool:
             loop = get_loop()
-            fut = self._fut = loop.create_future()
+            fut = self.waiter = loop.create_future()
             if timeout is None:
                 try:
                     return bool(await fut)
                 finally:
-                    self._fut = None
+                    self.waiter = None
             handle = loop.call_later(timeout, _wake_parked, fut, False)
             try:
                 return bool(await fut)
             finally:
-                self._fut = None
+                self.waiter = None
                 handle.cancel()
 
     async def checkpoint() -> None:
@@ -361,23 +367,23 @@ def _trio_backend() -> Backend:
             raise Expired
 
     class TrioParker:
-        __slots__ = ("_task",)
+        __slots__ = ("waiter",)
 
         def __init__(self) -> None:
-            self._task: Any = None
+            self.waiter: Any = None
 
         def wake(self) -> None:
-            task = self._task
+            task = self.waiter
             if task is not None:
-                self._task = None
+                self.waiter = None
                 reschedule(task)
 
         def _abort(self, raise_cancel: Any) -> Abort:
-            self._task = None
+            self.waiter = None
             return SUCCEEDED
 
         async def park(self, timeout: float | None) -> bool:
-            self._task = current_task()
+            self.waiter = current_task()
             if timeout is None:
                 await wait_task_rescheduled(self._abort)
                 return True

@@ -179,7 +179,8 @@ class MailboxQueue:
             n = len(items) + self._extra
             if n > self.high_water:
                 self.high_water = n
-            self._parker.wake()
+            if self._parker.waiter is not None:  # the actor sleeps: wake it
+                self._parker.wake()
             return True
         if cap is None or (
             len(self._items) + self._extra - self._control < cap and not self._blocked
