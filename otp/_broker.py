@@ -39,7 +39,7 @@ import attrs
 
 from ._actor import ActorRef
 from ._compat import backend as _current_backend
-from ._exceptions import OTPError
+from ._exceptions import InvalidTopic, NoSubscriber, RequestTimeout
 from ._mailbox import INFO, Full, Mailbox, MailboxStatistics, Overflow
 
 if TYPE_CHECKING:
@@ -54,11 +54,8 @@ __all__ = [
     "DeadLetter",
     "Envelope",
     "InMemoryBroker",
-    "InvalidTopic",
     "Middleware",
-    "NoSubscriber",
     "Request",
-    "RequestTimeout",
     "Subscription",
     "message",
     "message_type",
@@ -120,60 +117,6 @@ def message_type(name: str) -> type | None:
 
 def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(_UTC)
-
-
-# ---------------------------------------------------------------------------- errors
-
-
-class InvalidTopic(OTPError, ValueError):
-    """A topic or subscription pattern breaks the topic grammar (see :mod:`otp._broker`)."""
-
-    def __init__(self, topic: str, problem: str) -> None:
-        self.topic = topic
-        self.problem = problem
-        super().__init__(
-            f"invalid topic {topic!r}: {problem}; topics are dot-separated segments like "
-            "'orders.created', and subscription patterns may use '*' (one segment) and '#' "
-            "(zero or more) as whole segments"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.topic, self.problem))
-
-
-class NoSubscriber(OTPError, LookupError):
-    """A :meth:`Broker.request` reached no subscriber, so no reply can come (NATS's
-    "no responders"). Raised at once instead of waiting for the timeout."""
-
-    def __init__(self, topic: str) -> None:
-        self.topic = topic
-        super().__init__(
-            f"request on topic {topic!r} reached no subscriber (nobody subscribes to it, "
-            "middleware dropped it, or every subscriber's overflow policy refused it); "
-            "start the responder first or check the topic"
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.topic,))
-
-
-class RequestTimeout(OTPError, TimeoutError):
-    """A :meth:`Broker.request` got no reply within its timeout (also a ``TimeoutError``).
-
-    A reply that arrives later becomes a dead letter.
-    """
-
-    def __init__(self, topic: str, timeout: float) -> None:
-        self.topic = topic
-        self.timeout = timeout
-        super().__init__(
-            f"request on topic {topic!r} got no reply within {timeout:g}s; make sure the "
-            "subscriber answers with request.reply(value) (or broker.reply(envelope, value)) "
-            "or raise timeout="
-        )
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.topic, self.timeout))
 
 
 # ---------------------------------------------------------------------------- data

@@ -37,9 +37,9 @@ import cattrs
 
 from ._actor import ActorRef
 from ._broker import message_type
-from ._exceptions import OTPError
+from ._exceptions import CodecError
 
-__all__ = ["Codec", "CodecError", "JsonCodec", "MsgpackCodec", "Undecodable"]
+__all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Undecodable"]
 
 #: Default largest payload a codec accepts, in bytes.
 DEFAULT_MAX_SIZE: Final = 1 << 20
@@ -48,32 +48,6 @@ DEFAULT_MAX_SIZE: Final = 1 << 20
 _SAMPLE: Final = 256
 
 _SCALARS: Final = (str, int, float, bool, type(None))
-
-
-class CodecError(OTPError, ValueError):
-    """A value could not be encoded, or bytes could not be decoded.
-
-    ``reason`` is ``"unencodable"`` (encoding: the value's type cannot cross the wire),
-    ``"unknown_type"`` (no class is registered under the wire name), ``"malformed"`` (the
-    bytes or their structure are wrong) or ``"oversized"`` (bigger than ``max_size``).
-    A broker turns decoding errors into dead letters; it never crashes on them.
-    """
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail
-        hint = {
-            "unencodable": "give message classes a wire name with @otp.message('...') and "
-            "use plain values (str, int, float, bool, None, lists, dicts, tuples, sets, bytes)",
-            "unknown_type": "register the class with the same @otp.message name on this node "
-            "(import the module that defines it)",
-            "malformed": "the sender is not speaking this codec (same codec on every node?)",
-            "oversized": "raise max_size on every node's codec or send smaller messages",
-        }.get(reason, "")
-        super().__init__(f"{reason}: {detail}" + (f"; {hint}" if hint else ""))
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.reason, self.detail))
 
 
 @attrs.frozen

@@ -9,6 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "RequestTimeout",
+    "RemoteError",
+    "NoSubscriber",
+    "InvalidTopic",
+    "CodecError",
     "ActorExited",
     "AlreadyPresent",
     "AlreadyStarted",
@@ -261,3 +266,107 @@ class MaxChildren(OTPError, OverflowError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.supervisor, self.limit))
+
+
+class InvalidTopic(OTPError, ValueError):
+    """A topic or subscription pattern breaks the topic grammar (see :mod:`otp._broker`)."""
+
+    def __init__(self, topic: str, problem: str) -> None:
+        self.topic = topic
+        self.problem = problem
+        super().__init__(
+            f"invalid topic {topic!r}: {problem}; topics are dot-separated segments like "
+            "'orders.created', and subscription patterns may use '*' (one segment) and '#' "
+            "(zero or more) as whole segments"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.topic, self.problem))
+
+
+class NoSubscriber(OTPError, LookupError):
+    """A :meth:`Broker.request` reached no subscriber, so no reply can come (NATS's
+    "no responders"). Raised at once instead of waiting for the timeout."""
+
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
+        super().__init__(
+            f"request on topic {topic!r} reached no subscriber (nobody subscribes to it, "
+            "middleware dropped it, or every subscriber's overflow policy refused it); "
+            "start the responder first or check the topic"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.topic,))
+
+
+class RequestTimeout(OTPError, TimeoutError):
+    """A :meth:`Broker.request` got no reply within its timeout (also a ``TimeoutError``).
+
+    A reply that arrives later becomes a dead letter.
+    """
+
+    def __init__(self, topic: str, timeout: float) -> None:
+        self.topic = topic
+        self.timeout = timeout
+        super().__init__(
+            f"request on topic {topic!r} got no reply within {timeout:g}s; make sure the "
+            "subscriber answers with request.reply(value) (or broker.reply(envelope, value)) "
+            "or raise timeout="
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.topic, self.timeout))
+
+
+class CodecError(OTPError, ValueError):
+    """A value could not be encoded, or bytes could not be decoded.
+
+    ``reason`` is ``"unencodable"`` (encoding: the value's type cannot cross the wire),
+    ``"unknown_type"`` (no class is registered under the wire name), ``"malformed"`` (the
+    bytes or their structure are wrong) or ``"oversized"`` (bigger than ``max_size``).
+    A broker turns decoding errors into dead letters; it never crashes on them.
+    """
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail
+        hint = {
+            "unencodable": "give message classes a wire name with @otp.message('...') and "
+            "use plain values (str, int, float, bool, None, lists, dicts, tuples, sets, bytes)",
+            "unknown_type": "register the class with the same @otp.message name on this node "
+            "(import the module that defines it)",
+            "malformed": "the sender is not speaking this codec (same codec on every node?)",
+            "oversized": "raise max_size on every node's codec or send smaller messages",
+        }.get(reason, "")
+        super().__init__(f"{reason}: {detail}" + (f"; {hint}" if hint else ""))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.reason, self.detail))
+
+
+class RemoteError(OTPError, RuntimeError):
+    """An exception raised on another node, as far as the wire can carry it: the exception
+    type's qualified name and its text (never the object itself: nothing is unpickled).
+
+    It is the exit reason of a remote actor that crashed, so ``ActorExited.reason``,
+    ``Down.reason`` and ``__cause__`` hold one; :func:`otp.is_normal_exit` says ``False``.
+    """
+
+    def __init__(self, type_name: str, text: str, node: str = "") -> None:
+        self.type_name = type_name
+        self.text = text
+        self.node = node
+        where = f" on node {node!r}" if node else ""
+        super().__init__(f"{type_name}: {text}{where}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.type_name, self.text, self.node))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RemoteError):
+            return NotImplemented
+        return (self.type_name, self.text, self.node) == (other.type_name, other.text, other.node)
+
+    def __hash__(self) -> int:
+        return hash((self.type_name, self.text, self.node))

@@ -13,39 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, final
 
-from ._exceptions import OTPError
+from ._exceptions import RemoteError
 
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
 
-__all__ = ["RemoteError", "RemoteRef", "RemoteTransport"]
-
-
-class RemoteError(OTPError, RuntimeError):
-    """An exception raised on another node, as far as the wire can carry it: the exception
-    type's qualified name and its text (never the object itself: nothing is unpickled).
-
-    It is the exit reason of a remote actor that crashed, so ``ActorExited.reason``,
-    ``Down.reason`` and ``__cause__`` hold one; :func:`otp.is_normal_exit` says ``False``.
-    """
-
-    def __init__(self, type_name: str, text: str, node: str = "") -> None:
-        self.type_name = type_name
-        self.text = text
-        self.node = node
-        where = f" on node {node!r}" if node else ""
-        super().__init__(f"{type_name}: {text}{where}")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.type_name, self.text, self.node))
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, RemoteError):
-            return NotImplemented
-        return (self.type_name, self.text, self.node) == (other.type_name, other.text, other.node)
-
-    def __hash__(self) -> int:
-        return hash((self.type_name, self.text, self.node))
+__all__ = ["RemoteRef", "RemoteTransport"]
 
 
 class RemoteTransport(Protocol):

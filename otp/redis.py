@@ -53,9 +53,6 @@ from ._broker import (
     DeadLetter,
     Envelope,
     InMemoryBroker,
-    InvalidTopic,
-    NoSubscriber,
-    RequestTimeout,
     Subscription,
     _check_pattern,
     _check_priority,
@@ -64,11 +61,21 @@ from ._broker import (
     _Pattern,
     _Waiter,
 )
-from ._codec import Codec, CodecError, JsonCodec, Undecodable
+from ._codec import Codec, JsonCodec, Undecodable
 from ._compat import Expired
-from ._exceptions import ActorExited, CallTimeout, MailboxFull, OTPError
+from ._exceptions import (
+    ActorExited,
+    CallTimeout,
+    CodecError,
+    InvalidTopic,
+    MailboxFull,
+    NoSubscriber,
+    OTPError,
+    RemoteError,
+    RequestTimeout,
+)
 from ._mailbox import CALL, Full, Mailbox, Overflow
-from ._remote import RemoteError, RemoteRef
+from ._remote import RemoteRef
 
 if TYPE_CHECKING:
     from ._compat import Backend, Promise
