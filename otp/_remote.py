@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, final
 
-from ._exceptions import RemoteError
-
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
 
