@@ -221,7 +221,6 @@ class ActorRef:
     _shutdown_timeout: Shutdown
     _escalate: bool
     _init_failed: bool
-    _killed: bool
     _parent: str
 
     def __init__(
@@ -261,7 +260,6 @@ class ActorRef:
         self._shutdown_timeout = shutdown
         self._escalate = False
         self._init_failed = False
-        self._killed = False
         self._parent = ""  # the supervisor's name, if any (for crash reports)
 
     def __repr__(self) -> str:
@@ -378,7 +376,6 @@ class ActorRef:
         """Cancel the actor at once without running ``terminate``; its exit reason is
         ``"killed"`` (``exit(Pid, kill)``)."""
         if self._alive:
-            self._killed = True
             self._scope.cancel()
 
     async def join(self, timeout: float | None = None) -> Any:
