@@ -53,6 +53,9 @@ from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
 from ._gen_server import NOREPLY as NOREPLY
 from ._gen_server import GenServer as GenServer
 from ._gen_server import IdleTimeout as IdleTimeout
+from ._json import JSON_FORM_VERSION as JSON_FORM_VERSION
+from ._json import json_converter as json_converter
+from ._json import to_json as to_json
 from ._logging import install_rich_logging as install_rich_logging
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import MailboxStatistics as MailboxStatistics
@@ -96,6 +99,7 @@ __all__ = [
     "BROADCAST",
     "BRUTAL_KILL",
     "DEAD_LETTERS",
+    "JSON_FORM_VERSION",
     "LEAST_BUSY",
     "NOREPLY",
     "ONE_FOR_ALL",
@@ -165,10 +169,12 @@ __all__ = [
     "dynamic_supervisor",
     "install_rich_logging",
     "is_normal_exit",
+    "json_converter",
     "message",
     "message_type",
     "run",
     "supervisor",
+    "to_json",
     "topic_matches",
     "worker",
     "worker_pool",
