@@ -14,6 +14,8 @@ __all__ = [
     "NoSubscriber",
     "InvalidTopic",
     "CodecError",
+    "NodeNameTaken",
+    "RedisUnavailable",
     "ActorExited",
     "AlreadyPresent",
     "AlreadyStarted",
@@ -370,3 +372,35 @@ class RemoteError(OTPError, RuntimeError):
 
     def __hash__(self) -> int:
         return hash((self.type_name, self.text, self.node))
+
+
+class RedisUnavailable(OTPError, ConnectionError):
+    """A node could not reach Redis when it started (wrong URL, server down, bad password
+    or TLS settings); the cause is ``__cause__``. The URL in the message has its password
+    removed."""
+
+    def __init__(self, url: str, problem: str) -> None:
+        self.url = url
+        self.problem = problem
+        super().__init__(
+            f"cannot use Redis at {url}: {problem}; check that the server runs and that "
+            "the URL, username/password and TLS options are right"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.url, self.problem))
+
+
+class NodeNameTaken(OTPError, ValueError):
+    """Another live node on the same Redis and prefix already uses this node name."""
+
+    def __init__(self, node: str, prefix: str) -> None:
+        self.node = node
+        self.prefix = prefix
+        super().__init__(
+            f"node name {node!r} is in use by a live node under prefix {prefix!r}; give each "
+            "node a unique otp.Node(name=...) or use another prefix"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.node, self.prefix))

@@ -262,10 +262,10 @@ async def test_subscriptions_end_with_their_actor(nodes: Any) -> None:
     async with nodes("a", "b") as (a, b):
         rec = await b.spawn(Recorder, "gone.*")
         await rec.stop()
-        await until(lambda: not b.broker._want)
+        await until(lambda: not b.broker.session.want)
         async with b.broker.subscribe("gone.*"):
-            assert b.broker._want
-        await until(lambda: not b.broker._want)
+            assert b.broker.session.want
+        await until(lambda: not b.broker.session.want)
         assert await a.broker.publish("gone.x", 1) == 0
 
 
@@ -372,7 +372,7 @@ async def test_demonitor_and_watcher_exit_tell_the_remote_node(nodes: Any) -> No
         assert await one.call(None) is False
         await two.stop()
         await until(lambda: len(target._monitors) == before)
-        assert not b.broker._mon_in
+        assert not b.broker.remote_actors.mon_in
 
 
 async def test_node_leaving_cleanly(nodes: Any, redis_url: str, prefix: str) -> None:  # noqa: F811

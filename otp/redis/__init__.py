@@ -1,0 +1,41 @@
+"""A Redis-backed broker: pub/sub, streams and remote actor refs across processes and hosts.
+
+::
+
+    from otp.redis import RedisBroker
+
+    async with otp.Node(name="a", broker=RedisBroker("redis://127.0.0.1:6379/0")) as node:
+        ...  # the same code as with the in-memory broker
+
+Needs the ``coredis`` package (``pip install 'anyotp[redis]'``), an anyio-native client, so
+it runs on asyncio and trio alike. See ``docs/distributed.md`` for the protocol, the
+guarantees and security.
+
+The package has one concept a module: ``_naming`` (keys and channels), ``_frames`` (the
+wire frames), ``_session`` (connect, claim, listen, reconnect), ``_membership`` (peers and
+failure detection), ``_remote`` (remote call/cast/monitor), ``_streams`` (durable topics)
+and ``_broker`` (the :class:`RedisBroker` that composes them).
+"""
+
+from __future__ import annotations
+
+try:
+    import coredis  # type: ignore[import-not-found, unused-ignore]  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        "otp.redis needs the coredis package: install the extra with pip install 'anyotp[redis]'"
+    ) from exc
+
+from .._exceptions import NodeNameTaken as NodeNameTaken
+from .._exceptions import RedisUnavailable as RedisUnavailable
+from ._broker import RedisBroker as RedisBroker
+from ._naming import glob_for as glob_for
+from ._streams import StreamSubscription as StreamSubscription
+
+__all__ = [
+    "NodeNameTaken",
+    "RedisBroker",
+    "RedisUnavailable",
+    "StreamSubscription",
+    "glob_for",
+]
