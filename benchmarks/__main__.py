@@ -43,6 +43,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--reps", type=int, help="repetitions per variant (default 5, quick 3)")
     p.add_argument("--no-peers", action="store_true", help="skip the peer libraries")
     p.add_argument(
+        "--no-erlang",
+        action="store_true",
+        help="skip the Erlang/OTP anchor (run by default when erl is on PATH)",
+    )
+    p.add_argument(
         "--jobs",
         type=int,
         default=2,
@@ -159,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
 
             other_rows, other_meta = read_json(path)
             merge_peers(rows, meta, {"meta": other_meta, "rows": [r.to_json() for r in other_rows]})
+    if not args.no_erlang and not args.only:
+        _erlang_anchor(meta, opts.quick, log)
     meta["duration"] = time.perf_counter() - t0
 
     from ._report import legend, print_report, write_json
@@ -170,6 +177,20 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, rows, meta)
         console.print(f"saved {args.json}")
     return 0
+
+
+def _erlang_anchor(meta: dict[str, Any], quick: bool, log: Any) -> None:
+    """Run benchmarks/erlang/anchor.erl when erl exists; its figures go into ``meta``."""
+    from ._erlang import available, run_anchor
+
+    if not available():
+        meta["erlang"] = "erl/erlc not on PATH"
+        return
+    log("Erlang/OTP anchor (benchmarks/erlang/anchor.erl)...")
+    try:
+        meta["erlang"] = run_anchor(quick)
+    except Exception as exc:  # the anchor must never sink the run
+        meta["erlang"] = f"{type(exc).__name__}: {exc}"
 
 
 def _peers_only(opts: Any, json_path: Path | None, log: Any) -> int:

@@ -145,9 +145,33 @@ def print_report(console: Console, rows: list[RowResult], meta: dict[str, Any]) 
     errors = {(row.backend, name): e for row in rows for name, e in row.errors.items()}
     for (backend, name), error in errors.items():
         console.print(f"[yellow]{name} on {backend} failed: {error}[/]")
+    anchor = meta.get("erlang")
+    if isinstance(anchor, dict):
+        console.print(erlang_table(rows, anchor))
+    elif isinstance(anchor, str):
+        console.print(f"Erlang/OTP anchor skipped: {anchor}", markup=False)
     duration = meta.get("duration")
     if duration is not None:
         console.print(f"total time: {duration:.1f} s")
+
+
+def erlang_table(rows: list[RowResult], anchor: dict[str, Any]) -> Table:
+    """anyotp beside Erlang/OTP on the same machine (benchmarks/erlang/anchor.erl)."""
+    from ._erlang import rows_against
+
+    backends = sorted({r.backend for r in rows})
+    t = Table(
+        title=f"Erlang/OTP {anchor.get('otp_release', '?')} on the same machine "
+        "(anyotp, multiple of the BEAM)",
+        title_justify="left",
+    )
+    t.add_column("scenario")
+    t.add_column("Erlang/OTP", justify="right")
+    for backend in backends:
+        t.add_column(f"anyotp {backend}", justify="right")
+    for cells in rows_against(anchor, rows, backends):
+        t.add_row(*cells)
+    return t
 
 
 def write_json(path: Path, rows: list[RowResult], meta: dict[str, Any]) -> None:
