@@ -332,7 +332,9 @@ class ActorRef:
         mailbox raises :class:`otp.MailboxFull`. Messages of a higher ``priority`` are
         handled first; order is kept within one priority (Erlang has no priorities).
         """
-        await self._backend.checkpoint()
+        backend = self._backend
+        if backend.budget_spent():  # an amortised checkpoint (docs/core.md, "Yielding")
+            await backend.checkpoint()
         await self._put(CAST, message, priority)
 
     def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
@@ -348,7 +350,9 @@ class ActorRef:
 
     async def send(self, message: Any, *, priority: int = 0) -> None:
         """Send ``message`` to ``handle_info`` (Erlang's ``!``); otherwise as :meth:`cast`."""
-        await self._backend.checkpoint()
+        backend = self._backend
+        if backend.budget_spent():
+            await backend.checkpoint()
         await self._put(INFO, message, priority)
 
     def send_nowait(self, message: Any, *, priority: int = 0) -> None:

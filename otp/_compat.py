@@ -12,6 +12,7 @@ Everything here is single-threaded: callers must run in the event loop thread.
 from __future__ import annotations
 
 import math
+import time
 import weakref
 from collections import deque
 from typing import Any, Protocol
@@ -80,7 +81,45 @@ class Backend(Protocol):
 
     def current_task(self) -> object: ...
 
-    async def checkpoint(self) -> None: ...
+    async def checkpoint(self) -> None:
+        """A full checkpoint: a schedule point and a cancel point; it renews the budget."""
+        ...
+
+    def budget_spent(self) -> bool:
+        """Whether an amortised checkpoint must be a real one now (see :class:`Budget`)."""
+        ...
+
+
+#: A one-way send (``await cast``/``send``/``publish``) that finds room yields to the
+#: scheduler only once this many of them ran since the last checkpoint, or once the slice
+#: below has passed, as the BEAM does with reductions. Other tasks therefore wait at most
+#: about one slice behind a producer in a tight loop (tests/test_fairness.py measures it).
+BUDGET_OPS = 64
+BUDGET_SLICE = 0.001  # seconds
+
+
+class Budget:
+    """The scheduler budget of one event loop's thread: operations and time since the last
+    full checkpoint. Shared by every task of the loop (a tight loop in any task spends it),
+    so no producer can hold the loop for more than about one slice."""
+
+    __slots__ = ("ops", "since")
+
+    def __init__(self) -> None:
+        self.ops = 0
+        self.since = time.perf_counter()
+
+    def renew(self) -> None:
+        self.ops = 0
+        self.since = time.perf_counter()
+
+    def spend(self) -> bool:
+        """Count one operation; ``True`` when the budget is used up (the caller yields)."""
+        ops = self.ops + 1
+        if ops >= BUDGET_OPS or time.perf_counter() - self.since >= BUDGET_SLICE:
+            return True
+        self.ops = ops
+        return False
 
 
 # --------------------------------------------------------------------------- asyncio
@@ -223,8 +262,18 @@ def _asyncio_backend() -> Backend:
                 self.waiter = None
                 handle.cancel()
 
+    budget = Budget()
+    sleep = asyncio.sleep
+
     async def checkpoint() -> None:
-        await asyncio.sleep(0)
+        budget.renew()
+        await sleep(0)
+
+    def budget_spent() -> bool:
+        # No cancel check is needed between real yields: anyio delivers a cancellation to
+        # an asyncio task only while it is suspended (so it is raised on resumption) or
+        # from a loop callback (which runs at the next real yield, within one slice).
+        return budget.spend()
 
     class AsyncioBackend:
         name = "asyncio"
@@ -238,6 +287,7 @@ def _asyncio_backend() -> Backend:
         current_task = staticmethod(current)
 
     AsyncioBackend.checkpoint = staticmethod(checkpoint)  # type: ignore[attr-defined]
+    AsyncioBackend.budget_spent = staticmethod(budget_spent)  # type: ignore[attr-defined]
     return AsyncioBackend()  # type: ignore[return-value]
 
 
@@ -393,6 +443,21 @@ def _trio_backend() -> Backend:
             return False
 
     _current_task = current_task
+    budget = Budget()
+    _checkpoint = trio.lowlevel.checkpoint
+
+    async def trio_checkpoint() -> None:
+        budget.renew()
+        await _checkpoint()
+
+    def trio_budget_spent() -> bool:
+        # trio raises Cancelled only at checkpoints, so look on every call, exactly as
+        # trio.lowlevel.checkpoint_if_cancelled does (the same private attribute; the
+        # public current_effective_deadline() walks every enclosing scope: 10x dearer).
+        # A deadline is noticed when the run loop next runs, within one slice.
+        if current_task()._cancel_status.effectively_cancelled:
+            return True
+        return budget.spend()
 
     class TrioBackend:
         name = "trio"
@@ -400,7 +465,8 @@ def _trio_backend() -> Backend:
         parker = TrioParker
         deadlines = TrioDeadlines
         current_task = staticmethod(_current_task)
-        checkpoint = staticmethod(trio.lowlevel.checkpoint)
+        checkpoint = staticmethod(trio_checkpoint)
+        budget_spent = staticmethod(trio_budget_spent)
 
     return TrioBackend()
 
