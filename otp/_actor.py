@@ -222,6 +222,7 @@ class ActorRef:
     _escalate: bool
     _init_failed: bool
     _parent: str
+    _stopped_inside: bool  # the pending stop was requested by the actor itself
 
     def __init__(
         self,
@@ -261,6 +262,7 @@ class ActorRef:
         self._escalate = False
         self._init_failed = False
         self._parent = ""  # the supervisor's name, if any (for crash reports)
+        self._stopped_inside = False
 
     def __repr__(self) -> str:
         state = "alive" if self._alive else f"exited {self._exit_reason!r}"
@@ -366,7 +368,11 @@ class ActorRef:
         Queued messages are not handled: waiting callers get ``ActorExited``, the rest
         become dead letters. Stopping a dead actor returns at once. Called from inside the
         actor itself it only requests the stop (it cannot wait for itself). Raises
-        :class:`otp.CallTimeout` if ``timeout`` passes first (the stop still goes on).
+        :class:`otp.CallTimeout` if ``timeout`` passes first (the stop still goes on), and
+        :class:`otp.ActorExited` carrying the reason the actor really exited with when that
+        is not ``reason``: ``terminate`` raised (the exception is also ``__cause__``), it
+        was killed, or it was already stopping for another reason (as ``gen_server:stop``
+        exits with the other reason).
         """
         if not self._alive:
             await self._backend.checkpoint()
@@ -374,7 +380,12 @@ class ActorRef:
         self._request_stop(reason)
         if self._backend.current_task() is self._task:
             return
-        await self.join(timeout)
+        actual = await self.join(timeout)
+        if not _same_reason(actual, reason):
+            # gen_server:stop/3 exits with the reason the server really exited with (a
+            # crash in terminate, a kill, or a stop already under way for another reason).
+            error = self._exited_error(actual)
+            raise error from error.__cause__
 
     def kill(self) -> None:
         """Cancel the actor at once without running ``terminate``; its exit reason is
@@ -471,6 +482,7 @@ class ActorRef:
     def _request_stop(self, reason: Any) -> None:
         if self._alive and self._stop_reason is _RUNNING:
             self._stop_reason = reason
+            self._stopped_inside = self._backend.current_task() is self._task
             self._parker.wake()
 
     def _reply(self, caller: Promise, value: Any) -> None:
@@ -564,6 +576,7 @@ class ActorRef:
         checkpoint = self._backend.checkpoint
         budget = _BUDGET
         reason: Any
+        deferred: tuple[Promise, Any] | None = None
         try:
             while continues and self._stop_reason is _RUNNING:
                 await server.handle_continue(continues.pop(0))
@@ -580,7 +593,14 @@ class ActorRef:
                     if kind == CALL:
                         result = await server.handle_call(message, caller)
                         if result is not NOREPLY:
-                            caller.resolve(result)
+                            if self._stop_reason is _RUNNING or not self._stopped_inside:
+                                caller.resolve(result)
+                            else:
+                                # handle_call stopped its own server: as OTP's {stop, Reason,
+                                # Reply, State}, the reply goes once terminate has finished
+                                # (or the caller hears of the exit if it never does).
+                                deferred = (caller, result)
+                                self._add_pending(caller)
                         elif not caller.done():
                             self._add_pending(caller)
                     elif kind == CAST:
@@ -621,6 +641,9 @@ class ActorRef:
             # As in OTP, a crash in terminate becomes the exit reason.
             exc.__context__ = reason if isinstance(reason, BaseException) else None
             reason = exc
+        if deferred is not None:
+            # Sent even when terminate raised (gen_server replies in an `after`).
+            self._reply(*deferred)
         return reason
 
     def _exited_error(self, reason: Any = None) -> ActorExited:
@@ -709,6 +732,16 @@ class ActorRef:
         self._exit_waiters.append(waiter)
         self.kill()
         return await waiter.wait(None)
+
+
+def _same_reason(a: Any, b: Any) -> bool:
+    # Exit reasons are arbitrary values: compare without trusting their __eq__.
+    if a is b:
+        return True
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:
+        return False
 
 
 def _state_of(server: GenServer) -> dict[str, Any]:

@@ -424,8 +424,155 @@ async def test_terminate_crash_becomes_exit_reason() -> None:
 
     async with otp.Node() as node:
         ref = await node.spawn(BadTerminate)
-        await ref.stop()
+        await ref.send("crash in terminate on the way out")
+        ref._request_stop("normal")
+        assert isinstance(await ref.join(), KeyError)
         assert isinstance(ref.exit_reason, KeyError)
+
+
+class _Quitting(otp.GenServer):
+    """handle_call stops its own server and replies; terminate is slow (or raises)."""
+
+    async def init(self, log: list[Any], how: str = "ok") -> None:
+        self.log = log
+        self.how = how
+
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        self.stop(request)
+        return "bye"
+
+    async def terminate(self, reason: Any) -> None:
+        self.log.append("terminate started")
+        for _ in range(5):
+            await anyio.lowlevel.checkpoint()
+        self.log.append("terminate finished")
+        if self.how == "raise":
+            raise ValueError("cleanup failed")
+        if self.how == "hang":
+            await anyio.sleep_forever()
+
+
+async def test_stop_reason_reply_is_sent_after_terminate() -> None:
+    # OTP: {stop, Reason, Reply, State} replies once terminate/2 has returned.
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(_Quitting, log)
+        with anyio.fail_after(5):
+            assert await ref.call("normal") == "bye"
+        assert log == ["terminate started", "terminate finished"]
+        assert await ref.join() == "normal"
+
+
+async def test_stop_reason_reply_is_sent_even_when_terminate_raises() -> None:
+    # OTP sends the reply in an `after` around terminate/2; the server exits with the crash.
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(_Quitting, log, "raise")
+        with anyio.fail_after(5):
+            assert await ref.call("normal") == "bye"
+            assert log == ["terminate started", "terminate finished"]
+            assert isinstance(await ref.join(), ValueError)
+
+
+async def test_stop_reason_reply_never_comes_when_killed_in_terminate() -> None:
+    # A server killed inside terminate never sends its reply: the caller hears of the exit.
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(_Quitting, log, "hang")
+        async with anyio.create_task_group() as tg:
+            errors: list[BaseException] = []
+
+            async def call() -> None:
+                try:
+                    await ref.call("normal")
+                except otp.ActorExited as exc:
+                    errors.append(exc)
+
+            tg.start_soon(call)
+            with anyio.fail_after(5):
+                while log != ["terminate started", "terminate finished"]:
+                    await anyio.sleep(0.001)
+            ref.kill()
+        assert [getattr(e, "reason", None) for e in errors] == ["killed"]
+
+
+async def test_reply_not_delayed_when_another_task_stops_the_server() -> None:
+    # A stop requested from outside while handle_call runs is not the call's own
+    # {stop, ...}: the reply goes at once, as gen_server replies before it handles the
+    # EXIT or system message that stops it.
+    gate, release, replied = anyio.Event(), anyio.Event(), anyio.Event()
+    log: list[str] = []
+
+    class Slow(otp.GenServer):
+        async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+            await gate.wait()
+            return "done"
+
+        async def terminate(self, reason: Any) -> None:
+            await release.wait()
+            log.append("terminated")
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Slow)
+        seen: list[Any] = []
+
+        async def call() -> None:
+            seen.append(await ref.call("x", timeout=None))
+            seen.append(list(log))
+            replied.set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call)
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(ref.stop)
+            await anyio.wait_all_tasks_blocked()
+            gate.set()
+            with anyio.fail_after(5):
+                await replied.wait()
+            release.set()
+        assert seen == ["done", []]
+        assert log == ["terminated"]
+
+
+async def test_gen_server_stop_exits_with_terminate_crash_reason() -> None:
+    # OTP: gen_server:stop/1 exits with the new reason when terminate/2 crashes.
+    class BadTerminate(otp.GenServer):
+        async def terminate(self, reason: Any) -> None:
+            raise KeyError("terminate failed")
+
+    async with otp.Node() as node:
+        ref = await node.spawn(BadTerminate, name="bad")
+        with pytest.raises(otp.ActorExited) as info:
+            await ref.stop()
+        assert isinstance(info.value.reason, KeyError)
+        assert info.value.__cause__ is info.value.reason
+        assert "'bad'" in str(info.value)
+        assert ref.exit_reason is info.value.reason
+        await ref.stop()  # already dead: returns quietly, as before
+
+
+async def test_gen_server_stop_exits_with_other_reason_when_killed() -> None:
+    # gen_server:stop/3 exits with whatever reason the server exited with.
+    class Stubborn(otp.GenServer):
+        async def terminate(self, reason: Any) -> None:
+            await anyio.sleep_forever()
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Stubborn)
+        async with anyio.create_task_group() as tg:
+            outcome: list[Any] = []
+
+            async def stopper() -> None:
+                try:
+                    await ref.stop("normal")
+                    outcome.append("returned")
+                except otp.ActorExited as exc:
+                    outcome.append(exc.reason)
+
+            tg.start_soon(stopper)
+            await anyio.wait_all_tasks_blocked()
+            ref.kill()
+        assert outcome == ["killed"]
 
 
 async def test_statistics_snapshot() -> None:

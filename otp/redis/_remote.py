@@ -613,7 +613,11 @@ class RemoteActors:
         await self._answer_frame(peer, {"k": "reply", "c": cid, "ok": tree})
 
     async def _stop_for(self, peer: str, cid: int, target: ActorRef, reason: Any) -> None:
-        await target.stop(reason)
+        try:
+            await target.stop(reason)
+        except ActorExited as exc:  # it exited with another reason (terminate raised)
+            await self._answer_frame(peer, self._exit_reply(cid, exc.reason))
+            return
         await self._answer_frame(peer, {"k": "reply", "c": cid, "ok": None})
 
     async def _answer_frame(self, peer: str, frame: dict[str, Any]) -> None:
