@@ -5,13 +5,14 @@ The public names live here; everything else is private. See ``docs/`` and the RE
 
 from __future__ import annotations
 
-import logging
+import typing as _typing
 
 from ._actor import BRUTAL_KILL as BRUTAL_KILL
 from ._actor import ActorRef as ActorRef
 from ._actor import ActorStatistics as ActorStatistics
 from ._actor import Down as Down
 from ._actor import MonitorRef as MonitorRef
+from ._actor import Shutdown as Shutdown
 from ._actor import TimerRef as TimerRef
 from ._actor import is_normal_exit as is_normal_exit
 from ._broker import BROADCAST as BROADCAST
@@ -62,8 +63,8 @@ from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._mailbox import Overflow as Overflow
 from ._node import Event as Event
 from ._node import Node as Node
+from ._node import NodeEvent as NodeEvent
 from ._node import run as run
-from ._probe import BrokerProbe as BrokerProbe
 from ._remote import RemoteRef as RemoteRef
 from ._supervisor import LEAST_BUSY as LEAST_BUSY
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
@@ -77,6 +78,7 @@ from ._supervisor import ActorSnapshot as ActorSnapshot
 from ._supervisor import Backoff as Backoff
 from ._supervisor import ChildCount as ChildCount
 from ._supervisor import ChildInfo as ChildInfo
+from ._supervisor import ChildSpec as ChildSpec
 from ._supervisor import PoolRef as PoolRef
 from ._supervisor import Restart as Restart
 from ._supervisor import Strategy as Strategy
@@ -90,34 +92,61 @@ from ._supervisor import supervisor as supervisor
 from ._supervisor import worker as worker
 from ._supervisor import worker_pool as worker_pool
 
+if _typing.TYPE_CHECKING:
+    from . import redis as redis
+    from . import testing as testing
+    from ._probe import BrokerProbe as BrokerProbe
+
 __version__ = "0.1.0"
 
-# Library etiquette: the application decides where log records go.
-logging.getLogger("otp").addHandler(logging.NullHandler())
+# No handler of ours on the "otp" logger: when the application configures no logging,
+# Python's last-resort handler prints WARNING and above (crash reports, give-ups, wire
+# errors) to stderr, so crashes are never silent; logging.basicConfig() or
+# otp.install_rich_logging() take over as soon as the application chooses.
+
+#: Submodules reachable as attributes after a plain ``import otp``, imported on first use
+#: so that ``import otp`` pulls in neither coredis nor a web framework.
+_LAZY_SUBMODULES = frozenset({"observer", "pytest_plugin", "redis", "testing"})
+
+
+if not _typing.TYPE_CHECKING:  # a module __getattr__ would hide typos from type checkers
+
+    def __getattr__(name: str) -> _typing.Any:
+        if name in _LAZY_SUBMODULES:
+            import importlib
+
+            try:
+                return importlib.import_module(f"{__name__}.{name}")
+            except ModuleNotFoundError as exc:
+                if exc.name != f"{__name__}.{name}":
+                    raise  # a missing dependency: its own error names the extra
+                raise AttributeError(f"module 'otp' has no attribute {name!r}") from None
+        if name == "BrokerProbe":
+            import warnings
+
+            from ._probe import BrokerProbe
+
+            warnings.warn(
+                "otp.BrokerProbe is deprecated: import it from otp.testing "
+                "(from otp.testing import BrokerProbe)",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return BrokerProbe
+        raise AttributeError(f"module 'otp' has no attribute {name!r}")
+
 
 __all__ = [
-    "BROADCAST",
-    "BRUTAL_KILL",
-    "DEAD_LETTERS",
-    "JSON_FORM_VERSION",
-    "LEAST_BUSY",
-    "NOREPLY",
-    "ONE_FOR_ALL",
-    "ONE_FOR_ONE",
-    "PERMANENT",
-    "REST_FOR_ONE",
-    "ROUND_ROBIN",
-    "TEMPORARY",
-    "TRANSIENT",
     "ActorExited",
     "ActorRef",
     "ActorSnapshot",
     "ActorStatistics",
     "AlreadyPresent",
     "AlreadyStarted",
+    "BROADCAST",
+    "BRUTAL_KILL",
     "Backoff",
     "Broker",
-    "BrokerProbe",
     "BrokerStatistics",
     "CallTimeout",
     "CalledSelf",
@@ -125,8 +154,10 @@ __all__ = [
     "ChildCount",
     "ChildInfo",
     "ChildRunning",
+    "ChildSpec",
     "Codec",
     "CodecError",
+    "DEAD_LETTERS",
     "DeadLetter",
     "Down",
     "Envelope",
@@ -135,7 +166,9 @@ __all__ = [
     "IdleTimeout",
     "InMemoryBroker",
     "InvalidTopic",
+    "JSON_FORM_VERSION",
     "JsonCodec",
+    "LEAST_BUSY",
     "Mailbox",
     "MailboxFull",
     "MailboxStatistics",
@@ -143,18 +176,26 @@ __all__ = [
     "Middleware",
     "MonitorRef",
     "MsgpackCodec",
+    "NOREPLY",
     "NameTaken",
     "NoSubscriber",
     "Node",
+    "NodeEvent",
     "NotFound",
+    "ONE_FOR_ALL",
+    "ONE_FOR_ONE",
     "OTPError",
     "Overflow",
+    "PERMANENT",
     "PoolRef",
+    "REST_FOR_ONE",
+    "ROUND_ROBIN",
     "RemoteError",
     "RemoteRef",
     "Request",
     "RequestTimeout",
     "Restart",
+    "Shutdown",
     "StartFailed",
     "Strategy",
     "Subscription",
@@ -162,6 +203,8 @@ __all__ = [
     "SupervisorRef",
     "SupervisorSnapshot",
     "SupervisorSpec",
+    "TEMPORARY",
+    "TRANSIENT",
     "TimerRef",
     "TreeSnapshot",
     "Undecodable",

@@ -100,7 +100,7 @@ class Stats:
     #: The latest crashes, restarts and give-ups, for the live view.
     recent: deque[str] = attrs.field(factory=lambda: deque(maxlen=RECENT_EVENTS))
 
-    def on_event(self, event: otp.Event) -> None:
+    def on_event(self, event: otp.NodeEvent) -> None:
         """A node event listener: keep a readable line per crash, restart and give-up."""
         if event.kind == "exited" and isinstance(event.reason, Exception):
             self.recent.append(f"crash    {type(event.reason).__name__}: {event.reason}")
@@ -557,6 +557,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return otp.run(run_demo, options, console, backend=args.backend)
         except KeyboardInterrupt:
+            # otp.run has already shut the node down in order (terminate ran everywhere).
+            print("interrupted: the demo's node shut down in order", file=sys.stderr)
             return 130
         except (BrokenPipeError, BaseExceptionGroup) as exc:
             # `python -m otp demo | head`: the reader has gone; leave quietly.

@@ -100,12 +100,12 @@ def check_shutdown(value: object) -> None:
 
 
 def _check_timeout(timeout: object) -> None:
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, (int, float))
-        or timeout < 0
-        or math.isnan(timeout)
-    ):
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(
+            f"timeout must be seconds (an int or float >= 0) or None (wait forever), not "
+            f"{timeout!r} ({type(timeout).__name__})"
+        )
+    if timeout < 0 or math.isnan(timeout):
         raise ValueError(f"timeout must be seconds >= 0 or None (wait forever), not {timeout!r}")
 
 
@@ -295,8 +295,8 @@ class ActorRef:
         backend = self._backend
         if backend.current_task() is self._task:
             raise CalledSelf(self)
-        if timeout is not None and not timeout > 0:
-            _check_timeout(timeout)
+        if timeout is not None and (timeout.__class__ is not float or not timeout > 0):
+            _check_timeout(timeout)  # the common float timeout skips this
         caller = backend.promise()
         item = (CALL, request, caller)
         mailbox = self._mailbox
@@ -372,8 +372,13 @@ class ActorRef:
         :class:`otp.ActorExited` carrying the reason the actor really exited with when that
         is not ``reason``: ``terminate`` raised (the exception is also ``__cause__``), it
         was killed, or it was already stopping for another reason (as ``gen_server:stop``
-        exits with the other reason).
+        exits with the other reason). ``reason=None`` means ``"normal"`` (``None`` is what
+        :attr:`exit_reason` says of a running actor).
         """
+        if timeout is not None:
+            _check_timeout(timeout)
+        if reason is None:
+            reason = "normal"
         if not self._alive:
             await self._backend.checkpoint()
             return
@@ -398,6 +403,8 @@ class ActorRef:
 
         Raises :class:`otp.CallTimeout` if ``timeout`` passes first.
         """
+        if timeout is not None:
+            _check_timeout(timeout)
         if not self._alive:
             await self._backend.checkpoint()
             return self._exit_reason
@@ -415,6 +422,8 @@ class ActorRef:
         Raises :class:`otp.ActorExited` if the actor is dead or dies first,
         :class:`otp.CallTimeout` after ``timeout``. Debugging aid: do not drive logic with it.
         """
+        if timeout is not None:
+            _check_timeout(timeout)
         if not self._alive:
             raise self._exited_error()
         if self._backend.current_task() is self._task:
@@ -480,6 +489,8 @@ class ActorRef:
     # ------------------------------------------------------------------ inside the actor
 
     def _request_stop(self, reason: Any) -> None:
+        if reason is None:
+            reason = "normal"  # None would read as "not exited" (exit_reason); see stop()
         if self._alive and self._stop_reason is _RUNNING:
             self._stop_reason = reason
             self._stopped_inside = self._backend.current_task() is self._task
@@ -649,7 +660,9 @@ class ActorRef:
     def _exited_error(self, reason: Any = None) -> ActorExited:
         if reason is None:
             reason = self._exit_reason
-        error = ActorExited(self, reason)
+        error = ActorExited(
+            self, reason, supervised=bool(self._parent), node_exited=self._node._closing
+        )
         if isinstance(reason, BaseException):
             error.__cause__ = reason
         return error

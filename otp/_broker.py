@@ -73,6 +73,13 @@ BROADCAST: Final = "$otp.broadcast"
 #: Request inboxes are topics under this prefix (``$otp.inbox.<id>``).
 _INBOX: Final = "$otp.inbox."
 
+#: The runtime's own topics; user code may subscribe to them but not publish on them.
+_SYSTEM: Final = "$otp."
+
+#: The route cache's key for the dead-letter route: not a str, so no user publish (whose
+#: topic is checked on a cache miss) can hit it.
+_DEAD_LETTERS_KEY: Final = object()
+
 #: Concrete topics remembered by the route cache before it starts over.
 _ROUTE_CACHE_SIZE: Final = 10_000
 
@@ -98,10 +105,17 @@ def message(name: str) -> Callable[[C], C]:
 
     def register(cls: C) -> C:
         holder = _MESSAGE_TYPES.get(name)
-        if holder is not None and holder.__qualname__ != cls.__qualname__:
+        # The same class defined again (a module re-imported or re-run) takes the name
+        # over; any other class is a collision that would make the wire ambiguous.
+        if holder is not None and (holder.__module__, holder.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
             raise ValueError(
                 f"message name {name!r} is already used by "
-                f"{holder.__module__}.{holder.__qualname__}; pick a unique name"
+                f"{holder.__module__}.{holder.__qualname__}, so "
+                f"{cls.__module__}.{cls.__qualname__} cannot have it; give each message class "
+                "a unique name"
             )
         _MESSAGE_TYPES[name] = cls
         cls.__otp_message__ = name  # type: ignore[attr-defined]
@@ -252,6 +266,20 @@ def _topic_problem(topic: str, *, pattern: bool) -> str:
 def _check_topic(topic: object) -> str:
     """Return ``topic`` if it is a valid concrete topic; raise otherwise."""
     return _validate(topic, pattern=False)
+
+
+def _check_publish_topic(topic: object) -> str:
+    """Return ``topic`` if user code may publish on it: a valid concrete topic that is not
+    one of the runtime's own ``$otp.`` topics (request inboxes excepted: replies go there)."""
+    _check_topic(topic)
+    assert isinstance(topic, str)
+    if topic.startswith(_SYSTEM) and not topic.startswith(_INBOX):
+        raise InvalidTopic(
+            topic,
+            "topics under '$otp.' belong to the runtime (the broker publishes dead letters "
+            "itself); subscribe to them, and publish your own messages on a topic of yours",
+        )
+    return topic
 
 
 def _check_pattern(pattern: object) -> str:
@@ -878,6 +906,8 @@ class InMemoryBroker:
             self._routes.clear()
         else:
             self._routes.pop(pattern, None)
+            if pattern == DEAD_LETTERS:
+                self._routes.pop(_DEAD_LETTERS_KEY, None)  # type: ignore[call-overload]
 
     def subscribe(
         self, topic: str, *, mailbox: Mailbox | None = None
@@ -935,7 +965,7 @@ class InMemoryBroker:
 
     # ------------------------------------------------------------------ routing
 
-    def _route(self, topic: Any) -> tuple[Any, ...]:
+    def _route(self, topic: Any, key: Any = None) -> tuple[Any, ...]:
         _check_topic(topic)
         found: list[Any] = []
         actors: set[Any] = set()
@@ -951,7 +981,7 @@ class InMemoryBroker:
         routes = self._routes
         if len(routes) >= _ROUTE_CACHE_SIZE:
             routes.clear()
-        routes[topic] = route
+        routes[topic if key is None else key] = route
         return route
 
     @staticmethod
@@ -1125,7 +1155,9 @@ class InMemoryBroker:
         try:
             targets = self._routes[topic]
         except (KeyError, TypeError):
-            targets = self._route(topic)
+            # A topic reaches the route cache only through this check (dead letters use
+            # their own key), so a cache hit is a topic user code may publish on.
+            targets = self._route(_check_publish_topic(topic))
         self._published += 1
         envelope: Envelope | None = None
         if headers or reply_to is not None or priority or self._stages:
@@ -1141,7 +1173,12 @@ class InMemoryBroker:
     ) -> tuple[str, Any, tuple[Any, ...]]:
         # A stage may have changed the message or re-routed it to another topic.
         if envelope.topic != topic:
-            return envelope.topic, envelope.message, self._lookup(envelope.topic)
+            new = envelope.topic
+            try:
+                targets = self._routes[new]
+            except (KeyError, TypeError):
+                targets = self._route(_check_publish_topic(new))
+            return new, envelope.message, targets
         return topic, envelope.message, targets
 
     def _run_stages_nowait(self, envelope: Envelope) -> Envelope | None:
@@ -1392,9 +1429,9 @@ class InMemoryBroker:
         self._dead_letters += 1
         self.recent_dead_letters.append(letter)
         try:
-            targets = self._routes[DEAD_LETTERS]
+            targets = self._routes[_DEAD_LETTERS_KEY]  # type: ignore[index]
         except KeyError:
-            targets = self._route(DEAD_LETTERS)
+            targets = self._route(DEAD_LETTERS, key=_DEAD_LETTERS_KEY)
         if not targets:
             return
         envelope: Envelope | None = None

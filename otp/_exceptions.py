@@ -49,23 +49,93 @@ class ActorExited(OTPError, LookupError):
 
     Raised at once by :meth:`ActorRef.call` (never a hang). ``reason`` is the actor's exit
     reason; when the actor crashed, the exception that crashed it is also ``__cause__``.
+    The message's advice fits the cause: a crash is a bug to fix, a stopped node restarts
+    nothing, a supervisor's restart gives a new ref to look up. ``supervised`` (``True``,
+    ``False`` or unknown ``None``) and ``node_exited`` refine it.
     Erlang's counterpart is the caller exiting with ``{Reason, {gen_server, call, ...}}``.
     """
 
-    def __init__(self, actor: object, reason: object) -> None:
+    def __init__(
+        self,
+        actor: object,
+        reason: object,
+        *,
+        supervised: bool | None = None,
+        node_exited: bool = False,
+    ) -> None:
         self.actor = actor
         self.reason = reason
+        self.supervised = supervised
+        self.node_exited = node_exited
         if isinstance(reason, BaseException):
             why = f"crashed with {type(reason).__name__}: {reason}"
         else:
             why = f"exited with reason {reason!r}"
         super().__init__(
-            f"actor {describe(actor)} {why}; look it up again (node.whereis) or let its "
-            "supervisor restart it before retrying"
+            f"actor {describe(actor)} {why}; {_exit_hint(reason, supervised, node_exited)}"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.actor, self.reason))
+        return (_rebuild_actor_exited, (self.actor, self.reason, self.supervised, self.node_exited))
+
+
+def _rebuild_actor_exited(
+    actor: object, reason: object, supervised: bool | None, node_exited: bool
+) -> ActorExited:
+    return ActorExited(actor, reason, supervised=supervised, node_exited=node_exited)
+
+
+def _exit_hint(reason: object, supervised: bool | None, node_exited: bool) -> str:
+    """The way out that fits an exit reason (see :class:`ActorExited`)."""
+    if node_exited:
+        return (
+            "its node is shutting down (its `async with otp.Node()` block was left), so nothing "
+            "will restart it: make calls while the node runs"
+        )
+    again = "look it up again (node.whereis) before retrying"
+    if supervised:
+        restarted = f"its supervisor restarts it as a new incarnation with a new ref: {again}"
+    elif supervised is None:
+        restarted = f"if a supervisor restarts it, the new incarnation has a new ref: {again}"
+    else:
+        restarted = (
+            "it has no supervisor (started with node.spawn), so nothing restarts it: start it "
+            "under a supervisor (node.start(otp.worker(...))) or spawn it again"
+        )
+    if isinstance(reason, BaseException):
+        if type(reason).__name__ == "SupervisorGaveUp":
+            return (
+                "it is a supervisor that gave up after too many restarts of its children; "
+                "fix the crashing child (see the crash reports) or raise max_restarts/within"
+            )
+        return (
+            "an exception escaped one of its callbacks, which is a bug to fix (see __cause__ "
+            f"and the crash report on the 'otp' logger); {restarted}"
+        )
+    if reason == "normal":
+        return (
+            "it stopped normally, and a normal exit is restarted only for a PERMANENT child: "
+            f"{again}, or start it again"
+        )
+    if reason == "shutdown" or (isinstance(reason, tuple) and reason[:1] == ("shutdown",)):
+        return (
+            "it was shut down (by its supervisor, as part of a restart or a give-up, or by its "
+            f"node); {again}"
+        )
+    if reason == "killed":
+        return (
+            f"it was killed (kill(), BRUTAL_KILL or a shutdown that ran out of time); {restarted}"
+        )
+    if reason == "noproc":
+        return f"no such actor is running (it exited before the message arrived); {again}"
+    if reason == "nodedown":
+        return (
+            "its node is down (it stopped heartbeating or left); retry once it is back or "
+            "find another with broker.whereis"
+        )
+    if reason == "noconnection":
+        return "this node has lost its broker connection; retry once it has reconnected"
+    return restarted
 
 
 class CallTimeout(OTPError, TimeoutError):

@@ -6,8 +6,9 @@ The loop that drives these callbacks lives in :mod:`otp._actor`; a message's way
 
 from __future__ import annotations
 
+import inspect
 import logging
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 import attrs
 
@@ -47,6 +48,31 @@ class IdleTimeout:
     after: float
 
 
+def check_async_callbacks(cls: type, names: tuple[str, ...]) -> None:
+    """Raise ``TypeError`` naming ``cls`` and the method if one of the callbacks ``names``
+    that ``cls`` itself defines is not an ``async def`` (a coroutine function)."""
+    for name in names:
+        value = cls.__dict__.get(name)
+        if value is None or not callable(value):
+            continue  # not defined here, or not a plain function (left to the runtime)
+        function = inspect.unwrap(value)
+        if inspect.iscoroutinefunction(value) or inspect.iscoroutinefunction(function):
+            continue
+        if not inspect.isfunction(function):
+            continue  # a callable object: it may return an awaitable; not ours to judge
+        kind = (
+            "an async generator"
+            if inspect.isasyncgenfunction(function)
+            else "a generator"
+            if inspect.isgeneratorfunction(function)
+            else "a plain def"
+        )
+        raise TypeError(
+            f"{cls.__qualname__}.{name} must be a coroutine function (async def {name}"
+            f"(self, ...)), but it is {kind}: the runtime awaits every callback"
+        )
+
+
 class GenServer:
     """Base class of a generic server (Erlang's ``gen_server`` behaviour).
 
@@ -57,6 +83,9 @@ class GenServer:
     An exception escaping any callback crashes the actor: ``terminate`` runs with the
     exception as the reason, pending callers get :class:`otp.ActorExited`, monitors get
     :class:`otp.Down` and the name is freed.
+
+    Every callback is an ``async def``: a subclass that defines one with a plain ``def``
+    is refused with ``TypeError`` when the class is defined.
     """
 
     #: Seconds without a message after which ``handle_info(IdleTimeout(...))`` runs; ``None``
@@ -69,6 +98,22 @@ class GenServer:
     # Internal: behaviours that run children (supervisors) get a task group of their own.
     _otp_owns_task_group: bool = False
     _otp_task_group: Any = None
+
+    #: The callbacks the runtime awaits; a behaviour built on GenServer adds its own.
+    _otp_async_callbacks: ClassVar[tuple[str, ...]] = (
+        "init",
+        "handle_call",
+        "handle_cast",
+        "handle_info",
+        "handle_continue",
+        "terminate",
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Refuse a callback defined with plain ``def`` when the class is defined, not at
+        its first message (the runtime awaits every callback)."""
+        super().__init_subclass__(**kwargs)
+        check_async_callbacks(cls, cls._otp_async_callbacks)
 
     # ------------------------------------------------------------------ callbacks
 
@@ -130,7 +175,9 @@ class GenServer:
         self.ref._reply(caller, value)
 
     def stop(self, reason: Any = "normal") -> None:
-        """End this actor once the current callback returns (OTP's ``{stop, Reason, ...}``)."""
+        """End this actor once the current callback returns (OTP's ``{stop, Reason, ...}``).
+
+        ``reason=None`` means ``"normal"``."""
         self.ref._request_stop(reason)
 
     def continue_with(self, arg: Any) -> None:

@@ -1,4 +1,5 @@
-"""Where the ``otp`` logger's records go: nowhere by default, rich on request."""
+"""Where the ``otp`` logger's records go: stderr by default (Python's last resort), rich on
+request."""
 
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ def install_rich_logging(level: int = logging.INFO, *, console: Any = None) -> A
     """Send the ``otp`` logger's records (crash reports, restarts, give-ups) to a
     :class:`rich.logging.RichHandler` at ``level`` and return the handler.
 
-    The ``otp`` logger has only a ``NullHandler`` by default: the application decides
-    where records go. Call this once at start-up for readable, coloured crash reports;
+    The ``otp`` logger has no handler of its own: until the application configures
+    logging, Python's last-resort handler prints warnings and errors (crash reports,
+    give-ups) on stderr. Call this once at start-up for readable, coloured crash reports;
     remove the returned handler from ``logging.getLogger("otp")`` to undo it.
     """
     from rich.logging import RichHandler  # rich stays at the edge: imported on use

@@ -41,8 +41,22 @@ class Overflow(enum.Enum):
 
 
 def _check_capacity(instance: object, attribute: object, value: int | None) -> None:
-    if value is not None and (not isinstance(value, int) or value < 1):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(
+            f"Mailbox capacity must be None (unbounded) or an int >= 1, not {value!r} "
+            f"({type(value).__name__})"
+        )
+    if value is not None and value < 1:
         raise ValueError(f"Mailbox capacity must be None (unbounded) or an int >= 1, not {value!r}")
+
+
+def check_priority(priority: object) -> None:
+    """Raise ``TypeError`` unless ``priority`` is an int (not a bool)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(
+            f"priority must be an int (higher is handled first, 0 is the default), not "
+            f"{priority!r} ({type(priority).__name__})"
+        )
 
 
 @attrs.frozen
@@ -182,6 +196,8 @@ class MailboxQueue:
             if self._parker.waiter is not None:  # the actor sleeps: wake it
                 self._parker.wake()
             return True
+        if priority and priority.__class__ is not int:
+            check_priority(priority)
         if cap is None or (
             len(self._items) + self._extra - self._control < cap and not self._blocked
         ):

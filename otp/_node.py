@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import logging
+import signal
+import sys
+import threading
 from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+import anyio.abc
 import attrs
 from anyio.abc import TaskGroup
 
@@ -22,7 +27,7 @@ from ._mailbox import Mailbox
 if TYPE_CHECKING:
     from ._supervisor import SupervisorRef, SupervisorSpec, TreeSnapshot, WorkerSpec
 
-__all__ = ["Event", "Node", "run"]
+__all__ = ["Event", "Node", "NodeEvent", "run"]
 
 logger = logging.getLogger("otp")
 
@@ -32,8 +37,9 @@ _UTC = datetime.UTC
 
 
 @attrs.frozen
-class Event:
-    """A structured runtime event, delivered to :meth:`Node.add_event_listener` listeners.
+class NodeEvent:
+    """A structured runtime event, delivered to :meth:`Node.add_event_listener` listeners
+    (also importable as ``otp.Event``, its first name, which clashes with ``anyio.Event``).
 
     ``kind`` is one of ``"started"``, ``"exited"`` (``reason`` says how; a crash is an
     exception), ``"restarted"``, ``"restart_failed"``, ``"gave_up"``, ``"dead_letter"``,
@@ -48,6 +54,10 @@ class Event:
     reason: Any = None
     detail: Any = None
     timestamp: datetime.datetime = attrs.field(factory=lambda: datetime.datetime.now(_UTC))
+
+
+#: The first name of :class:`NodeEvent`; kept working (the same class).
+Event = NodeEvent
 
 
 class Node:
@@ -69,7 +79,7 @@ class Node:
         self._task_group_cm: TaskGroup | None = None
         self._entered = False
         self._closing = False
-        self._listeners: list[Callable[[Event], None]] = []
+        self._listeners: list[Callable[[NodeEvent], None]] = []
 
     def __repr__(self) -> str:
         return f"<otp.Node {self.name!r} actors={len(self._top)}>"
@@ -228,8 +238,8 @@ class Node:
 
     # ------------------------------------------------------------------ events
 
-    def add_event_listener(self, listener: Callable[[Event], None]) -> Callable[[], None]:
-        """Call ``listener(event)`` for every runtime :class:`Event` on this node (actor
+    def add_event_listener(self, listener: Callable[[NodeEvent], None]) -> Callable[[], None]:
+        """Call ``listener(event)`` for every runtime :class:`NodeEvent` on this node (actor
         started/exited, restarts, give-ups, dead letters, overflows); returns a function
         that removes it. Listeners run synchronously in the event loop: keep them quick
         (append to a list, ``send_nowait`` to an actor). An exception in a listener is
@@ -252,7 +262,7 @@ class Node:
     ) -> None:
         if not self._listeners:
             return
-        event = Event(kind, actor, supervisor, reason, detail)
+        event = NodeEvent(kind, actor, supervisor, reason, detail)
         for listener in list(self._listeners):
             try:
                 listener(event)
@@ -284,12 +294,83 @@ def run(
     *args: Any,
     backend: str = "asyncio",
     backend_options: dict[str, Any] | None = None,
+    handle_signals: bool = True,
 ) -> T:
     """Run ``main(*args)`` on ``backend`` (``"asyncio"`` or ``"trio"``) and return its result.
 
     A thin wrapper over :func:`anyio.run`; the same program runs unchanged on both.
-    Raises ``ValueError`` for any other backend name.
+
+    With ``handle_signals`` (the default, in the main thread of a POSIX process), SIGINT
+    (Ctrl-C) and SIGTERM cancel ``main``, so its ``async with otp.Node()`` block shuts every
+    actor down in order (``terminate`` runs, in reverse start order, each within its
+    ``shutdown`` time), as an OTP node's ``init:stop()`` does. Then SIGINT raises
+    ``KeyboardInterrupt`` (as :func:`asyncio.run` does; uncaught, the process exits with
+    status 130) and SIGTERM raises ``SystemExit(0)``: the orderly stop a service manager
+    asked for is a success (systemd and Kubernetes send SIGTERM). A second signal during the
+    shutdown is not intercepted: a second Ctrl-C interrupts it, a second SIGTERM kills.
+    ``handle_signals=False`` leaves signals to the backend and to you.
+
+    Raises ``ValueError`` for any other backend name, and ``ModuleNotFoundError`` naming
+    the ``anyotp[trio]`` extra when ``backend="trio"`` but trio is not installed.
     """
     if backend not in ("asyncio", "trio"):
         raise ValueError(f"backend must be 'asyncio' or 'trio', not {backend!r}")
-    return anyio.run(main, *args, backend=backend, backend_options=backend_options)
+    if backend == "trio" and not _trio_installed():
+        raise ModuleNotFoundError(
+            "otp.run(backend='trio') needs trio, which is not installed: "
+            "pip install 'anyotp[trio]' (or run on the default asyncio backend)",
+            name="trio",
+        )
+    if not handle_signals or not _can_handle_signals():
+        return anyio.run(main, *args, backend=backend, backend_options=backend_options)
+    caught: list[int] = []
+    value = anyio.run(
+        _run_until_signalled, main, args, caught, backend=backend, backend_options=backend_options
+    )
+    if caught:
+        if caught[0] == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise SystemExit(0)
+    return value  # type: ignore[no-any-return]
+
+
+def _trio_installed() -> bool:
+    try:
+        return importlib.util.find_spec("trio") is not None
+    except (ImportError, ValueError):  # sys.modules["trio"] = None, or a broken install
+        return False
+
+
+def _can_handle_signals() -> bool:
+    # Signal handlers can only be installed in the main thread; Windows has no SIGTERM
+    # handling on asyncio's loop.
+    return sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+
+
+async def _run_until_signalled(
+    main: Callable[..., Awaitable[Any]], args: tuple[Any, ...], caught: list[int]
+) -> Any:
+    """Await ``main(*args)``; the first SIGINT or SIGTERM cancels it and lands in ``caught``."""
+    value: Any = None
+    error: Exception | None = None
+    async with anyio.create_task_group() as task_group:
+
+        async def watch(*, task_status: anyio.abc.TaskStatus[None]) -> None:
+            with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                task_status.started()
+                async for signum in signals:
+                    caught.append(signum)
+                    task_group.cancel_scope.cancel()
+                    return
+            # Leaving the receiver restores the previous handlers: a second signal during
+            # the shutdown is not ours (Ctrl-C interrupts, SIGTERM kills).
+
+        await task_group.start(watch, name="otp.run signal watcher")
+        try:
+            value = await main(*args)
+        except Exception as exc:
+            error = exc  # raised bare below, not wrapped in the task group's group
+        task_group.cancel_scope.cancel()
+    if error is not None:
+        raise error
+    return value

@@ -21,7 +21,8 @@ What is here:
 * :func:`wait_for_restart`, :func:`wait_for_name`, :func:`wait_until`: wait for a
   supervisor to restart a child, for a name to be registered again, or for any condition,
   bounded by a timeout instead of guessed with ``sleep``.
-* :class:`BrokerProbe` (also ``otp.BrokerProbe``): records what is published on a topic,
+* :class:`BrokerProbe` (``otp.BrokerProbe`` is a deprecated alias): records what is
+  published on a topic:
   ``async with BrokerProbe(node.broker, "orders.*") as seen: ... await seen.expect(...)``.
 * :func:`render_tree_text`: a snapshot as plain text at a fixed width, for exact asserts.
 * pytest fixtures (``anyio_backend`` over asyncio and trio, and ``otp_node``) live in

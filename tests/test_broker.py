@@ -628,7 +628,7 @@ async def test_wildcards_at_the_start_do_not_see_system_topics() -> None:
     async with broker.subscribe("#") as everything, broker.subscribe("*.dead_letters") as star:
         await broker.publish("orders.created", 1)
         await broker.publish("nobody.here.x", 2)  # seen by '#': not a dead letter
-        await broker.publish("$otp.custom", 3)  # nobody: a dead letter, seen by no one
+        await broker.publish("$app.custom", 3)  # nobody: a dead letter, seen by no one
         assert len(everything) == 2
         assert [(await everything.receive()).message for _ in range(2)] == [1, 2]
         assert len(star) == 0

@@ -1,4 +1,4 @@
-"""otp.BrokerProbe: record what is published on a topic and wait for matches."""
+"""otp.testing.BrokerProbe: record what is published on a topic and wait for matches."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 import otp
+from otp.testing import BrokerProbe
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +30,7 @@ class Shop(otp.GenServer):
 
 
 async def test_probe_expects_by_class_predicate_and_value() -> None:
-    async with otp.Node() as node, otp.BrokerProbe(node.broker, "orders.*") as probe:
+    async with otp.Node() as node, BrokerProbe(node.broker, "orders.*") as probe:
         shop = await node.spawn(Shop)
         for n in range(3):
             await shop.cast(Created(n))
@@ -49,7 +50,7 @@ async def test_probe_expects_by_class_predicate_and_value() -> None:
 
 async def test_probe_expect_times_out_with_what_arrived() -> None:
     broker = otp.InMemoryBroker()
-    async with otp.BrokerProbe(broker, "t.#") as probe:
+    async with BrokerProbe(broker, "t.#") as probe:
         await broker.publish("t.a", Created(1))
         with pytest.raises(AssertionError, match=r"Cancelled within 0\.01s.*Created\(n=1\)"):
             await probe.expect(Cancelled, timeout=0.01)
@@ -57,14 +58,14 @@ async def test_probe_expect_times_out_with_what_arrived() -> None:
 
 async def test_probe_waits_for_a_later_publish() -> None:
     broker = otp.InMemoryBroker()
-    async with otp.BrokerProbe(broker) as probe, anyio.create_task_group() as tg:
+    async with BrokerProbe(broker) as probe, anyio.create_task_group() as tg:
         tg.start_soon(broker.publish, "late.topic", "hello")
         assert await probe.expect("hello", timeout=5.0) == "hello"
 
 
 async def test_probe_expect_nothing() -> None:
     broker = otp.InMemoryBroker()
-    async with otp.BrokerProbe(broker, "t") as probe:
+    async with BrokerProbe(broker, "t") as probe:
         await broker.publish("t", Created(1))
         await probe.expect_nothing(Cancelled, within=0.01)
         with pytest.raises(AssertionError, match="expected no an instance of Created"):
@@ -73,7 +74,7 @@ async def test_probe_expect_nothing() -> None:
 
 async def test_probe_sees_dead_letters_by_name_and_must_be_entered() -> None:
     broker = otp.InMemoryBroker()
-    probe = otp.BrokerProbe(broker, otp.DEAD_LETTERS)
+    probe = BrokerProbe(broker, otp.DEAD_LETTERS)
     with pytest.raises(RuntimeError, match="async with"):
         await probe.expect()
     async with probe:
@@ -88,7 +89,7 @@ async def test_probe_sees_dead_letters_by_name_and_must_be_entered() -> None:
 async def test_probe_fails_at_once_when_its_subscription_closes() -> None:
     broker = otp.InMemoryBroker()
     async with otp.Node(broker=broker):
-        probe = otp.BrokerProbe(broker, "t")
+        probe = BrokerProbe(broker, "t")
         await probe.__aenter__()
     with pytest.raises(AssertionError, match="subscription closed"):
         await probe.expect(timeout=5.0)

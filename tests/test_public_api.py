@@ -17,6 +17,7 @@ SupervisorGaveUp NotFound StartFailed
 
 def test_all_is_sorted_unique_and_importable() -> None:
     names = otp.__all__
+    assert names == sorted(names), "keep otp.__all__ in sorted() order"
     assert len(names) == len(set(names))
     for name in names:
         assert hasattr(otp, name), name
@@ -90,7 +91,8 @@ def test_importing_otp_does_not_import_rich_trio_or_the_redis_client() -> None:
     import sys
 
     code = (
-        "import sys, otp; print(sorted(m for m in ('rich', 'trio', 'coredis') if m in sys.modules))"
+        "import sys, otp; "
+        "print(sorted(m for m in ('rich', 'trio', 'coredis', 'starlette') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
@@ -114,3 +116,50 @@ def test_install_rich_logging_renders_crash_reports() -> None:
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert "crash report: actor 'x' crashed" in buffer.getvalue()
+
+
+def test_names_used_in_public_signatures_are_exported() -> None:
+    assert otp.Shutdown is not None
+    assert otp.WorkerSpec in otp.ChildSpec.__args__
+    assert otp.SupervisorSpec in otp.ChildSpec.__args__
+
+
+def test_node_event_is_the_clash_free_name_of_event() -> None:
+    assert otp.NodeEvent is otp.Event
+    assert otp.NodeEvent("started").kind == "started"
+
+
+def test_broker_probe_moved_to_testing_with_a_deprecated_alias() -> None:
+    import warnings
+
+    import otp.testing
+
+    assert "BrokerProbe" not in otp.__all__
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert otp.BrokerProbe is otp.testing.BrokerProbe
+    assert [w.category for w in caught] == [DeprecationWarning]
+    assert "from otp.testing import BrokerProbe" in str(caught[0].message)
+
+
+def test_optional_parts_are_attributes_after_a_plain_import_otp() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, otp\n"
+        "assert 'coredis' not in sys.modules\n"
+        "broker_class = otp.redis.RedisBroker\n"  # imports otp.redis (and coredis) on use
+        "assert 'coredis' in sys.modules\n"
+        "assert otp.testing.start_probe is not None\n"
+        "try:\n"
+        "    otp.no_such_part\n"
+        "except AttributeError as exc:\n"
+        "    assert 'no_such_part' in str(exc)\n"
+        "else:\n"
+        "    raise SystemExit('otp.no_such_part did not raise')\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"

@@ -232,7 +232,8 @@ def test_pytest_plugin_runs_tests_on_both_backends(tmp_path: Path) -> None:
 
 
 async def test_broker_probe_is_reexported_and_records_publishes() -> None:
-    assert otp.testing.BrokerProbe is otp.BrokerProbe
+    with pytest.warns(DeprecationWarning, match="otp.testing"):
+        assert otp.BrokerProbe is otp.testing.BrokerProbe  # the deprecated alias still works
     async with otp.Node() as node:
         async with otp.testing.BrokerProbe(node.broker, "orders.*") as seen:
             await node.broker.publish("orders.created", Ping(1))
