@@ -568,7 +568,7 @@ class ActorRef:
 
     async def _lifecycle(self, args: tuple[Any, ...], started: Promise) -> Any:
         try:
-            await self._server.init(*args)
+            await self._server._otp_init(args)
         except Exception as exc:
             self._init_failed = True
             started.fail(exc)

@@ -117,7 +117,7 @@ class GenServer:
 
     # ------------------------------------------------------------------ callbacks
 
-    async def init(self, *args: Any) -> None:
+    async def init(self, *args: Any) -> object:
         """Prepare the state; runs before the actor is started (``gen_server:init/1``).
 
         Raising makes the start fail with :class:`otp.StartFailed`.
@@ -127,6 +127,12 @@ class GenServer:
                 f"{type(self).__name__} got start arguments {args!r} but does not "
                 "override init(); define async def init(self, ...) to take them"
             )
+        return None
+
+    async def _otp_init(self, args: tuple[Any, ...]) -> object:
+        # Internal: the actor loop starts every behaviour through this one method, so a
+        # behaviour (otp.StateMachine) may read what its init returned.
+        return await self.init(*args)
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
         """Answer a :meth:`ActorRef.call`; the return value is the reply.
