@@ -37,6 +37,7 @@ from ._exceptions import ActorExited as ActorExited
 from ._exceptions import AlreadyPresent as AlreadyPresent
 from ._exceptions import AlreadyStarted as AlreadyStarted
 from ._exceptions import CalledSelf as CalledSelf
+from ._exceptions import BadTransition as BadTransition
 from ._exceptions import CallTimeout as CallTimeout
 from ._exceptions import ChildRunning as ChildRunning
 from ._exceptions import CodecError as CodecError
@@ -66,6 +67,21 @@ from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
 from ._node import run as run
 from ._remote import RemoteRef as RemoteRef
+from ._statem import CallbackMode as CallbackMode
+from ._statem import EventTimeout as EventTimeout
+from ._statem import EventType as EventType
+from ._statem import GenericTimeout as GenericTimeout
+from ._statem import KeepState as KeepState
+from ._statem import NextEvent as NextEvent
+from ._statem import NextState as NextState
+from ._statem import Postpone as Postpone
+from ._statem import RepeatState as RepeatState
+from ._statem import Reply as Reply
+from ._statem import StateEvent as StateEvent
+from ._statem import StateMachine as StateMachine
+from ._statem import StateTimeout as StateTimeout
+from ._statem import Stop as Stop
+from ._statem import Transition as Transition
 from ._supervisor import LEAST_BUSY as LEAST_BUSY
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
 from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
@@ -146,9 +162,11 @@ __all__ = [
     "BROADCAST",
     "BRUTAL_KILL",
     "Backoff",
+    "BadTransition",
     "Broker",
     "BrokerStatistics",
     "CallTimeout",
+    "CallbackMode",
     "CalledSelf",
     "Caller",
     "ChildCount",
@@ -162,12 +180,16 @@ __all__ = [
     "Down",
     "Envelope",
     "Event",
+    "EventTimeout",
+    "EventType",
     "GenServer",
+    "GenericTimeout",
     "IdleTimeout",
     "InMemoryBroker",
     "InvalidTopic",
     "JSON_FORM_VERSION",
     "JsonCodec",
+    "KeepState",
     "LEAST_BUSY",
     "Mailbox",
     "MailboxFull",
@@ -178,6 +200,8 @@ __all__ = [
     "MsgpackCodec",
     "NOREPLY",
     "NameTaken",
+    "NextEvent",
+    "NextState",
     "NoSubscriber",
     "Node",
     "NodeEvent",
@@ -188,15 +212,22 @@ __all__ = [
     "Overflow",
     "PERMANENT",
     "PoolRef",
+    "Postpone",
     "REST_FOR_ONE",
     "ROUND_ROBIN",
     "RemoteError",
     "RemoteRef",
+    "RepeatState",
+    "Reply",
     "Request",
     "RequestTimeout",
     "Restart",
     "Shutdown",
     "StartFailed",
+    "StateEvent",
+    "StateMachine",
+    "StateTimeout",
+    "Stop",
     "Strategy",
     "Subscription",
     "SupervisorGaveUp",
@@ -206,6 +237,7 @@ __all__ = [
     "TEMPORARY",
     "TRANSIENT",
     "TimerRef",
+    "Transition",
     "TreeSnapshot",
     "Undecodable",
     "WorkerSpec",

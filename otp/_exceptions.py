@@ -474,3 +474,22 @@ class NodeNameTaken(OTPError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.node, self.prefix))
+
+
+class BadTransition(OTPError, TypeError):
+    """A :class:`otp.StateMachine` callback returned something the machine cannot do: not
+    a transition, an unknown state, a bad action, or what a state enter call may not do
+    (postpone, insert events, change the state).
+
+    It crashes the machine like any exception escaping a callback (OTP's
+    ``bad_return_from_state_function``, ``bad_action_from_state_function`` and
+    ``bad_state_enter_*`` exit reasons). ``actor`` names the machine, ``detail`` says what.
+    """
+
+    def __init__(self, actor: object, detail: str) -> None:
+        self.actor = actor
+        self.detail = detail
+        super().__init__(f"state machine {actor!r}: {detail}")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor, self.detail))
