@@ -36,8 +36,8 @@ from ._compat import Promise as Caller
 from ._exceptions import ActorExited as ActorExited
 from ._exceptions import AlreadyPresent as AlreadyPresent
 from ._exceptions import AlreadyStarted as AlreadyStarted
-from ._exceptions import CalledSelf as CalledSelf
 from ._exceptions import BadTransition as BadTransition
+from ._exceptions import CalledSelf as CalledSelf
 from ._exceptions import CallTimeout as CallTimeout
 from ._exceptions import ChildRunning as ChildRunning
 from ._exceptions import CodecError as CodecError
