@@ -55,6 +55,11 @@ from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
 from ._gen_server import NOREPLY as NOREPLY
 from ._gen_server import GenServer as GenServer
 from ._gen_server import IdleTimeout as IdleTimeout
+from ._global import Global as Global
+from ._groups import GroupChange as GroupChange
+from ._groups import GroupMonitor as GroupMonitor
+from ._groups import Groups as Groups
+from ._hashring import HashRing as HashRing
 from ._json import JSON_FORM_VERSION as JSON_FORM_VERSION
 from ._json import json_converter as json_converter
 from ._json import to_json as to_json
@@ -62,6 +67,7 @@ from ._logging import install_rich_logging as install_rich_logging
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import MailboxStatistics as MailboxStatistics
 from ._mailbox import Overflow as Overflow
+from ._multicall import MultiCallResult as MultiCallResult
 from ._node import Event as Event
 from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
@@ -82,6 +88,7 @@ from ._statem import StateMachine as StateMachine
 from ._statem import StateTimeout as StateTimeout
 from ._statem import Stop as Stop
 from ._statem import Transition as Transition
+from ._supervisor import CONSISTENT_HASH as CONSISTENT_HASH
 from ._supervisor import LEAST_BUSY as LEAST_BUSY
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
 from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
@@ -165,6 +172,7 @@ __all__ = [
     "BadTransition",
     "Broker",
     "BrokerStatistics",
+    "CONSISTENT_HASH",
     "CallTimeout",
     "CallbackMode",
     "CalledSelf",
@@ -184,6 +192,11 @@ __all__ = [
     "EventType",
     "GenServer",
     "GenericTimeout",
+    "Global",
+    "GroupChange",
+    "GroupMonitor",
+    "Groups",
+    "HashRing",
     "IdleTimeout",
     "InMemoryBroker",
     "InvalidTopic",
@@ -198,6 +211,7 @@ __all__ = [
     "Middleware",
     "MonitorRef",
     "MsgpackCodec",
+    "MultiCallResult",
     "NOREPLY",
     "NameTaken",
     "NextEvent",

@@ -809,6 +809,8 @@ async def start_actor(
     server.node = node
     if name is not None:
         node._register(name, ref)
+        if type(name) is not str:  # an otp.Global: claimed in the cluster before init
+            await node._claim_global(name, ref)
     started = node._backend.promise()
     try:
         task_group.start_soon(ref._run, args, started, name=f"otp actor {label}")

@@ -15,8 +15,11 @@ The tree of one value:
   fields}`` for a registered message (its fields unstructured by cattrs according to their
   annotations; an ``Any`` field holds a tree again), ``{"$tuple": [...]}``,
   ``{"$set": [...]}``, ``{"$frozenset": [...]}``, ``{"$dict": [[key, value], ...]}`` (other
-  keys), ``{"$bytes": "<base64>"}`` and ``{"$ref": {...}}`` for an actor ref (only when a
-  broker that can route to it does the encoding).
+  keys), ``{"$bytes": "<base64>"}``, ``{"$ref": {...}}`` for an actor ref (only when a
+  broker that can route to it does the encoding) and ``{"$error": [name, [args]]}`` for an
+  exception whose class has a wire name (anyotp's own errors are ``$otp.error.<Name>``;
+  rebuilt as ``cls(*args)`` from its ``__reduce__`` arguments; any other exception inside
+  one arrives as an :class:`otp.RemoteError`).
 """
 
 from __future__ import annotations
@@ -36,8 +39,8 @@ import attrs
 import cattrs
 
 from ._actor import ActorRef
-from ._broker import message_type
-from ._exceptions import CodecError
+from ._broker import message, message_type
+from ._exceptions import CodecError, RemoteError
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Undecodable"]
 
@@ -198,6 +201,8 @@ class Codec:
             return {"$bytes": base64.b64encode(value).decode("ascii")}
         if _is_ref_type(cls):
             return {"$ref": _ref_to_wire(value)}
+        if isinstance(value, BaseException):
+            return self._error_to_tree(value)
         name = getattr(cls, "__otp_message__", None)
         if name is not None and message_type(name) is cls:
             return {"$msg": name, "$v": self.converter.unstructure(value, cls)}
@@ -208,6 +213,60 @@ class Codec:
                 "@otp.message('some.stable.name')",
             )
         raise CodecError("unencodable", f"values of type {cls.__qualname__} cannot cross the wire")
+
+    def _error_to_tree(self, error: BaseException, *, nested: bool = False) -> Any:
+        # A registered exception class crosses as itself, rebuilt from its __reduce__
+        # arguments; any other exception inside one crosses as an otp.RemoteError.
+        cls = type(error)
+        name = getattr(cls, "__otp_message__", None)
+        if name is not None and message_type(name) is cls:
+            reduced = error.__reduce__()
+            if (
+                isinstance(reduced, tuple)
+                and len(reduced) >= 2
+                and reduced[0] is cls
+                and type(reduced[1]) is tuple
+            ):
+                try:
+                    args = [self._arg_to_tree(arg) for arg in reduced[1]]
+                except CodecError:
+                    pass  # an argument cannot cross: the type name and text still can
+                else:
+                    return {"$error": [name, args]}
+        if not nested:
+            raise CodecError(
+                "unencodable",
+                f"exception {cls.__qualname__} has no wire name; decorate its class with "
+                "@otp.message('some.stable.name') (its __reduce__ arguments cross)",
+            )
+        remote = RemoteError(cls.__qualname__, str(error), getattr(error, "node", ""))
+        if isinstance(error, RemoteError):
+            remote = error
+        return {"$error": [_REMOTE_ERROR, [remote.type_name, remote.text, remote.node]]}
+
+    def _arg_to_tree(self, value: Any) -> Any:
+        if isinstance(value, BaseException):
+            return self._error_to_tree(value, nested=True)
+        return self._to_tree(value)
+
+    def _error_from_tree(self, body: Any) -> BaseException:
+        if type(body) is not list or len(body) != 2 or type(body[0]) is not str:
+            raise CodecError("malformed", "an $error node holds [name, [arguments]]")
+        name, args = body
+        cls = message_type(name)
+        if cls is None or not issubclass(cls, BaseException):
+            raise CodecError("unknown_type", f"no exception class is registered as {name!r}")
+        if type(args) is not list:
+            raise CodecError("malformed", "an $error node's arguments are a list")
+        values = [self._from_tree(arg) for arg in args]
+        try:
+            error = cls(*values)
+        except Exception as exc:
+            raise CodecError("malformed", f"{name!r}: {type(exc).__name__}: {exc}") from None
+        for value in values:
+            if isinstance(value, BaseException) and error.__cause__ is None:
+                error.__cause__ = value  # as on the node that raised it
+        return error
 
     def _from_tree(self, tree: Any) -> Any:
         if isinstance(tree, _SCALARS):
@@ -237,6 +296,8 @@ class Codec:
         if len(tree) != 1:
             raise CodecError("malformed", f"a {special} node must have no other keys")
         body = tree[special]
+        if special == "$error":
+            return self._error_from_tree(body)
         if special == "$ref":
             if type(body) is not dict:
                 raise CodecError("malformed", "a $ref node holds a dict")
@@ -274,10 +335,41 @@ class Codec:
         converter.register_structure_hook_func(_is_any, lambda tree, _: self._from_tree(tree))
         converter.register_unstructure_hook_func(_is_ref_type, _ref_to_wire)
         converter.register_structure_hook_func(_is_ref_type, _structure_ref)
+        # Exception fields (a supervisor's refusal) cross as $error nodes.
+        converter.register_unstructure_hook_func(_is_error_type, self._to_tree)
+        converter.register_structure_hook_func(_is_error_type, self._structure_error)
+        # Child specs (remote start_child) cross with their class as its wire name.
+        from ._spec_wire import install
+
+        install(converter, self._to_tree, self._from_tree)
         # Annotated fields of these types travel as strings.
         for cls in (uuid.UUID, decimal.Decimal):
             converter.register_unstructure_hook(cls, str)
             converter.register_structure_hook(cls, _from_str(cls))
+
+    def _structure_error(self, tree: Any, _: Any) -> Any:
+        value = self._from_tree(tree)
+        if not isinstance(value, BaseException):
+            raise CodecError("malformed", "an exception field holds an $error node")
+        return value
+
+
+def _is_error_type(cls: Any) -> bool:
+    return isinstance(cls, type) and issubclass(cls, BaseException)
+
+
+def _register_errors() -> None:
+    # anyotp's own errors cross the wire as themselves (a remote supervisor's NotFound is
+    # an otp.NotFound); their names are fixed, so every node agrees on them.
+    from . import _exceptions
+
+    for export in _exceptions.__all__:
+        cls = getattr(_exceptions, export)
+        if isinstance(cls, type) and issubclass(cls, _exceptions.OTPError):
+            message(f"$otp.error.{export}")(cls)
+
+
+_REMOTE_ERROR: Final = "$otp.error.RemoteError"
 
 
 def _from_str(cls: Callable[[str], Any]) -> Callable[[Any, Any], Any]:
@@ -428,3 +520,6 @@ class MsgpackCodec(Codec):
 
 def _refuse_ext(code: int, data: bytes) -> Any:
     raise CodecError("malformed", f"msgpack extension type {code} is not accepted")
+
+
+_register_errors()

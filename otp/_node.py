@@ -8,7 +8,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -22,7 +22,10 @@ from ._broker import Broker, DeadLetter, InMemoryBroker
 from ._compat import backend as _current_backend
 from ._exceptions import NameTaken, SupervisorGaveUp
 from ._gen_server import GenServer
+from ._global import Global, GlobalRegistry
+from ._groups import Groups
 from ._mailbox import Mailbox
+from ._multicall import MultiCallResult, multi_call
 
 if TYPE_CHECKING:
     from ._supervisor import SupervisorRef, SupervisorSpec, TreeSnapshot, WorkerSpec
@@ -80,6 +83,8 @@ class Node:
         self._entered = False
         self._closing = False
         self._listeners: list[Callable[[NodeEvent], None]] = []
+        #: Process groups (OTP's ``pg``): ``await node.groups.join("workers", ref)``.
+        self.groups = Groups(self)
 
     def __repr__(self) -> str:
         return f"<otp.Node {self.name!r} actors={len(self._top)}>"
@@ -215,15 +220,44 @@ class Node:
 
     async def locate(self, name: str, *, node: str | None = None, timeout: float = 2.0) -> Any:
         """Like :meth:`whereis`, but across nodes when the broker reaches other nodes
-        (``otp.redis.RedisBroker``): the local ref, else a remote ref, else ``None``.
+        (``otp.redis.RedisBroker``): the local ref, else the holder of the
+        :class:`otp.Global` name ``name`` (one Redis read), else a ref to an actor
+        registered as ``name`` on another node (every node is asked), else ``None``.
 
         With the in-memory broker it is :meth:`whereis` (``node`` must be ``None`` or
         this node's name). Erlang's counterpart is ``global:whereis_name/1``.
         """
-        finder = getattr(self.broker, "whereis", None)
+        broker = self.broker
+        finder = getattr(broker, "whereis", None)
         if finder is None:
             return self._registry.get(name) if node in (None, self.name) else None
+        if node is None and isinstance(broker, GlobalRegistry):
+            local = self._registry.get(name)
+            if local is not None:
+                return local
+            # A global name is one Redis read away; otherwise ask every node.
+            found = await broker._locate_global(name, timeout)
+            if found is not None:
+                return found
         return await finder(name, node=node, timeout=timeout)
+
+    async def multi_call(
+        self,
+        name: str,
+        request: Any,
+        *,
+        timeout: float | None = 5.0,
+        nodes: Iterable[str] | None = None,
+    ) -> MultiCallResult:
+        """Call the actor registered as ``name`` on every live node (or on ``nodes``) at
+        once and wait up to ``timeout`` for each (OTP's ``gen_server:multi_call/4``).
+
+        Returns a :class:`otp.MultiCallResult`: ``replies`` per node and ``failures`` per
+        node (``ActorExited("noproc")`` where nothing has the name, ``"nodedown"``,
+        :class:`otp.CallTimeout`, ...); unpack it as ``replies, bad_nodes = ...``. With
+        the in-memory broker the only node is this one. Never raises for a node's failure.
+        """
+        return await multi_call(self, name, request, timeout=timeout, nodes=nodes)
 
     def registered(self) -> list[str]:
         """The names registered now (``erlang:registered/0``)."""
@@ -280,8 +314,24 @@ class Node:
         self._registry[name] = ref
 
     def _unregister(self, name: str, ref: Any) -> None:
-        if self._registry.get(name) is ref:
+        actor: ActorRef = ref
+        if self._registry.get(name) is actor:
             del self._registry[name]
+            if type(name) is Global and isinstance(self.broker, GlobalRegistry):
+                self.broker._release_global(name, actor)
+
+    async def _claim_global(self, name: str, ref: Any) -> None:
+        """Claim a :class:`otp.Global` name in the cluster (already held on this node by
+        ``ref``); on failure the local name is freed and :class:`otp.NameTaken` raised."""
+        broker = self.broker
+        if not isinstance(broker, GlobalRegistry):
+            return  # no cluster: the node-unique registration is all there is
+        try:
+            await broker._claim_global(name, ref)
+        except BaseException:
+            if self._registry.get(name) is ref:
+                del self._registry[name]
+            raise
 
     def _dead_letter(self, recipient: Any, message: Any, reason: str) -> None:
         self.broker._dead_letter(DeadLetter(message=message, recipient=recipient, reason=reason))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final
 
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
+    from ._supervisor import ChildCount, ChildInfo, ChildSpec
 
 __all__ = ["RemoteRef", "RemoteTransport"]
 
@@ -169,6 +170,52 @@ class RemoteRef:
         for that long.
         """
         await self._transport._remote_stop(self, reason, timeout)
+
+    # ------------------------------------------------------------------ supervisors
+
+    async def which_children(self, *, timeout: float | None = None) -> list[ChildInfo]:
+        """A remote supervisor's children (as :meth:`otp.SupervisorRef.which_children`;
+        their refs are remote refs). ``timeout=None`` waits as long as the supervisor
+        needs, or until its node is known to be down."""
+        return await self._supervisor("which_children", None, timeout)  # type: ignore[no-any-return]
+
+    async def count_children(self, *, timeout: float | None = None) -> ChildCount:
+        """:meth:`otp.SupervisorRef.count_children` of a remote supervisor."""
+        return await self._supervisor("count_children", None, timeout)  # type: ignore[no-any-return]
+
+    async def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> RemoteRef:
+        """Start ``spec`` under a remote supervisor (:meth:`otp.SupervisorRef.start_child`)
+        and return the child's ref. The spec's class crosses as its wire name
+        (``@otp.message`` on the GenServer class), so the remote node must import it;
+        otherwise :class:`otp.CodecError` (``"unknown_type"``). The supervisor's errors
+        arrive as themselves: :class:`otp.AlreadyStarted`, :class:`otp.StartFailed`, ...
+        """
+        from ._supervisor import SupervisorSpec, WorkerSpec
+
+        if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
+            raise TypeError(
+                f"start_child needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
+            )
+        return await self._supervisor("start_child", spec, timeout)  # type: ignore[no-any-return]
+
+    async def terminate_child(self, child: Any, *, timeout: float | None = None) -> None:
+        """Stop a child of a remote supervisor by id or ref (raises :class:`otp.NotFound`)."""
+        await self._supervisor("terminate_child", child, timeout)
+
+    async def restart_child(self, child_id: str, *, timeout: float | None = None) -> RemoteRef:
+        """Restart a stopped child of a remote supervisor (raises :class:`otp.NotFound`,
+        :class:`otp.ChildRunning`)."""
+        return await self._supervisor("restart_child", child_id, timeout)  # type: ignore[no-any-return]
+
+    async def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
+        """Remove a stopped child's spec on a remote supervisor (raises
+        :class:`otp.NotFound`, :class:`otp.ChildRunning`)."""
+        await self._supervisor("delete_child", child_id, timeout)
+
+    async def _supervisor(self, op: str, arg: Any, timeout: float | None) -> Any:
+        from ._supervisor import supervisor_op
+
+        return await supervisor_op(self, op, arg, timeout)
 
     # ------------------------------------------------------------------ monitors
 

@@ -19,7 +19,7 @@ import logging
 import random
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import anyio
@@ -35,6 +35,7 @@ from ._actor import (
     is_normal_exit,
     start_actor,
 )
+from ._broker import message
 from ._exceptions import (
     AlreadyPresent,
     AlreadyStarted,
@@ -47,6 +48,7 @@ from ._exceptions import (
     SupervisorGaveUp,
 )
 from ._gen_server import GenServer
+from ._hashring import pick
 from ._mailbox import Mailbox, MailboxStatistics
 
 if TYPE_CHECKING:
@@ -60,6 +62,7 @@ __all__ = [
     "REST_FOR_ONE",
     "TEMPORARY",
     "TRANSIENT",
+    "CONSISTENT_HASH",
     "LEAST_BUSY",
     "ROUND_ROBIN",
     "ActorSnapshot",
@@ -161,6 +164,7 @@ class Backoff:
         return max(0.0, base)
 
 
+@message("$otp.worker_spec")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class WorkerSpec:
     """How to start one worker actor; build it with :func:`worker`."""
@@ -177,6 +181,7 @@ class WorkerSpec:
     kind: Literal["worker"] = "worker"
 
 
+@message("$otp.supervisor_spec")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class SupervisorSpec:
     """How to start a supervisor and its children; build it with :func:`supervisor`,
@@ -196,6 +201,8 @@ class SupervisorSpec:
     max_children: int | None = None
     #: Worker pools: how calls and casts are dispatched ("round_robin" or "least_busy").
     dispatch: str | None = None
+    #: Worker pools with consistent hashing: the routing key of a message.
+    key: Callable[[Any], object] | None = None
 
     kind: Literal["supervisor"] = "supervisor"
 
@@ -356,6 +363,8 @@ def dynamic_supervisor(
 
 ROUND_ROBIN: Final = "round_robin"
 LEAST_BUSY: Final = "least_busy"
+#: ``worker_pool(dispatch=CONSISTENT_HASH, key=...)``: the same key, the same worker.
+CONSISTENT_HASH: Final = "consistent_hash"
 
 
 def worker_pool(
@@ -371,16 +380,29 @@ def worker_pool(
     id: str | None = None,
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
+    key: Callable[[Any], object] | None = None,
 ) -> SupervisorSpec:
     """A supervised pool of ``size`` identical workers; ``node.start`` (or
     ``start_child``) returns a :class:`PoolRef` whose ``call``/``cast`` go to one worker,
-    chosen round-robin (``"round_robin"``) or by the shortest mailbox (``"least_busy"``).
-    Workers are ``PERMANENT`` children ``"<name>.<i>"`` under a one-for-one supervisor.
+    chosen round-robin (``"round_robin"``), by the shortest mailbox (``"least_busy"``) or
+    by consistent hashing of ``key(message)`` (``CONSISTENT_HASH``: a str, bytes or int;
+    the same key reaches the same worker, and while a worker is being restarted only its
+    keys go elsewhere). Workers are ``PERMANENT`` children ``"<name>.<i>"`` under a
+    one-for-one supervisor.
     """
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"a pool needs size >= 1, not {size!r}")
-    if dispatch not in (ROUND_ROBIN, LEAST_BUSY):
-        raise ValueError(f"dispatch must be 'round_robin' or 'least_busy', not {dispatch!r}")
+    if dispatch not in (ROUND_ROBIN, LEAST_BUSY, CONSISTENT_HASH):
+        raise ValueError(
+            "dispatch must be otp.ROUND_ROBIN, otp.LEAST_BUSY or otp.CONSISTENT_HASH, "
+            f"not {dispatch!r}"
+        )
+    hashed = dispatch == CONSISTENT_HASH
+    if hashed != (key is not None) or (key is not None and not callable(key)):
+        raise ValueError(
+            "dispatch=otp.CONSISTENT_HASH needs key=, a function from a message to its routing "
+            "key (and key= is only for that dispatch)"
+        )
     spec = supervisor(
         name,
         [
@@ -393,9 +415,10 @@ def worker_pool(
         restart=restart,
         backoff=backoff,
     )
-    return attrs.evolve(spec, dispatch=dispatch)
+    return attrs.evolve(spec, dispatch=dispatch, key=key)
 
 
+@message("$otp.child_info")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class ChildInfo:
     """One row of :meth:`SupervisorRef.which_children` (OTP's ``{Id, Child, Type, Modules}``).
@@ -411,6 +434,7 @@ class ChildInfo:
     restarting: bool = False
 
 
+@message("$otp.child_count")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class ChildCount:
     """:meth:`SupervisorRef.count_children` (OTP's ``count_children/1``)."""
@@ -441,11 +465,13 @@ class _TryAgain:
     ids: tuple[str, ...]
 
 
+@message("$otp.supervisor.failed")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class _Failed:
     error: BaseException
 
 
+@message("$otp.supervisor.call")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class _Call:
     op: str
@@ -810,6 +836,15 @@ class _Supervisor(GenServer):
         return found
 
 
+async def supervisor_op(ref: Any, op: str, arg: Any = None, timeout: float | None = None) -> Any:
+    """Run a supervisor operation through ``ref.call`` (a local or a remote ref) and raise
+    the supervisor's refusal (:class:`otp.NotFound`, ...) as the caller's error."""
+    result = await ref.call(_Call(op, arg), timeout=timeout)
+    if isinstance(result, _Failed):
+        raise result.error
+    return result
+
+
 def _reason_text(reason: Any) -> str:
     if isinstance(reason, BaseException):
         return f"{type(reason).__name__}: {reason}"
@@ -834,10 +869,7 @@ class SupervisorRef(ActorRef):
         super().kill()
 
     async def _op(self, op: str, arg: Any = None, timeout: float | None = None) -> Any:
-        result = await self.call(_Call(op, arg), timeout=timeout)
-        if isinstance(result, _Failed):
-            raise result.error
-        return result
+        return await supervisor_op(self, op, arg, timeout)
 
     async def which_children(self) -> list[ChildInfo]:
         """Every child in start order (``supervisor:which_children/1``)."""
@@ -892,12 +924,20 @@ class PoolRef(SupervisorRef):
             return []
         return [c.ref for c in server.children if c.ref is not None and c.ref.alive]
 
-    def _pick(self) -> ActorRef:
+    def _pick(self, message: Any = None) -> ActorRef:
+        server = self._server
+        assert isinstance(server, _Supervisor)
+        spec = server.spec
+        if spec.dispatch == CONSISTENT_HASH and spec.key is not None:
+            # The ring is over child ids, which survive restarts: a worker keeps its keys.
+            live = {c.id: c.ref for c in server.children if c.ref is not None and c.ref.alive}
+            found = pick(tuple(c.id for c in server.children), spec.key(message), live.get)
+            if found is None:
+                raise NotFound("a live worker", f"pool {self.name!r} (all workers are restarting)")
+            return found  # type: ignore[no-any-return]
         workers = self.workers()
         if not workers:
             raise NotFound("a live worker", f"pool {self.name!r} (all workers are restarting)")
-        server = self._server
-        assert isinstance(server, _Supervisor)
         if server.spec.dispatch == LEAST_BUSY:
             return min(workers, key=lambda r: len(r._mailbox) + (r._current is not None))
         index = server.next_worker % len(workers)
@@ -908,20 +948,20 @@ class PoolRef(SupervisorRef):
         """Call one worker of the pool (see :meth:`ActorRef.call`)."""
         if isinstance(request, _Call):  # supervisor operations go to the supervisor
             return await super().call(request, timeout)
-        return await self._pick().call(request, timeout)
+        return await self._pick(request).call(request, timeout)
 
     async def cast(self, message: Any, *, priority: int = 0) -> None:
         """Cast to one worker of the pool (see :meth:`ActorRef.cast`)."""
-        await self._pick().cast(message, priority=priority)
+        await self._pick(message).cast(message, priority=priority)
 
     def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
-        self._pick().cast_nowait(message, priority=priority)
+        self._pick(message).cast_nowait(message, priority=priority)
 
     async def send(self, message: Any, *, priority: int = 0) -> None:
-        await self._pick().send(message, priority=priority)
+        await self._pick(message).send(message, priority=priority)
 
     def send_nowait(self, message: Any, *, priority: int = 0) -> None:
-        self._pick().send_nowait(message, priority=priority)
+        self._pick(message).send_nowait(message, priority=priority)
 
 
 # ---------------------------------------------------------------------------- top level
