@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import otp
-from tests._helpers import until
 
 labels = st.lists(
     st.text(alphabet="abcdefghij0123456789.-", min_size=1, max_size=8),
@@ -100,9 +99,9 @@ def test_ring_errors_and_edges() -> None:
     with pytest.raises(ValueError, match="replicas"):
         otp.HashRing(replicas=0)
     # The same key in the same ring built anywhere: a fixed answer (no Python hash()).
-    assert otp.HashRing(["a", "b", "c"]).lookup("user-42") == otp.HashRing(
-        ["c", "b", "a"]
-    ).lookup("user-42")
+    assert otp.HashRing(["a", "b", "c"]).lookup("user-42") == otp.HashRing(["c", "b", "a"]).lookup(
+        "user-42"
+    )
 
 
 # ---------------------------------------------------------------------------- pools
@@ -118,7 +117,6 @@ class Worker(otp.GenServer):
         if request == "crash":
             raise RuntimeError("crash")
         return self.ref.name or self.ref.id
-
 
 
 def test_pool_key_is_required_for_consistent_hash_only() -> None:

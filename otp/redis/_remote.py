@@ -537,7 +537,14 @@ class RemoteActors:
                 assert task_group is not None
                 task_group.start_soon(self._stop_for, peer, cid, target, reason)
             return
-        message = broker.codec.from_wire(frame.get("m"), refs=self)
+        try:
+            message = broker.codec.from_wire(frame.get("m"), refs=self)
+        except CodecError as error:
+            if kind == "call" and type(frame.get("c")) is int:
+                # The caller learns why at once (e.g. a class unknown here), not by timeout.
+                text = f"node {broker.node_name!r} cannot decode the request: {error}"
+                await self._answer_frame(peer, {"k": "reply", "c": frame["c"], "err": text})
+            raise
         if kind == "call":
             await self._call_for(peer, frame, target, message)
             return
