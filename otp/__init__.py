@@ -15,6 +15,7 @@ from ._actor import MonitorRef as MonitorRef
 from ._actor import Shutdown as Shutdown
 from ._actor import TimerRef as TimerRef
 from ._actor import is_normal_exit as is_normal_exit
+from ._backends import Promise as Caller
 from ._broker import BROADCAST as BROADCAST
 from ._broker import DEAD_LETTERS as DEAD_LETTERS
 from ._broker import Broker as Broker
@@ -32,7 +33,6 @@ from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
 from ._codec import MsgpackCodec as MsgpackCodec
 from ._codec import Undecodable as Undecodable
-from ._compat import Promise as Caller
 from ._exceptions import ActorExited as ActorExited
 from ._exceptions import AlreadyPresent as AlreadyPresent
 from ._exceptions import AlreadyStarted as AlreadyStarted

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, final
 import anyio
 import attrs
 
-from ._compat import Backend, Expired, Promise
+from ._backends import Backend, Expired, Promise
 from ._exceptions import (
     ActorExited,
     CalledSelf,

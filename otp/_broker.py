@@ -38,12 +38,12 @@ import anyio
 import attrs
 
 from ._actor import ActorRef
-from ._compat import backend as _current_backend
+from ._backends import backend as _current_backend
 from ._exceptions import InvalidTopic, NoSubscriber, RequestTimeout
 from ._mailbox import INFO, Full, Mailbox, MailboxStatistics, Overflow
 
 if TYPE_CHECKING:
-    from ._compat import Backend, Parker, Promise
+    from ._backends import Backend, Parker, Promise
     from ._node import Node
 
 __all__ = [

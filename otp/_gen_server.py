@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._actor import ActorRef, MonitorRef, TimerRef
-    from ._compat import Promise as Caller
+    from ._backends import Promise as Caller
     from ._node import Node
 
 __all__ = ["NOREPLY", "GenServer", "IdleTimeout"]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 if TYPE_CHECKING:
-    from ._compat import Backend, Parker, Promise
+    from ._backends import Backend, Parker, Promise
 
 __all__ = ["Mailbox", "MailboxStatistics", "Overflow"]
 

@@ -18,8 +18,8 @@ import attrs
 from anyio.abc import TaskGroup
 
 from ._actor import ActorRef, Shutdown, start_actor
+from ._backends import backend as _current_backend
 from ._broker import Broker, DeadLetter, InMemoryBroker
-from ._compat import backend as _current_backend
 from ._exceptions import NameTaken, SupervisorGaveUp
 from ._gen_server import GenServer
 from ._global import Global, GlobalRegistry
@@ -99,7 +99,7 @@ class Node:
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group_cm = task_group
-        # Call timeouts without a timer or cancel scope per call (see _compat).
+        # Call timeouts without a timer or cancel scope per call (see otp._backends).
         self._deadlines = self._backend.deadlines(task_group)
         try:
             await self.broker._attach(self)

@@ -52,7 +52,7 @@ from ._hashring import pick
 from ._mailbox import Mailbox, MailboxStatistics
 
 if TYPE_CHECKING:
-    from ._compat import Promise
+    from ._backends import Promise
     from ._node import Node
 
 __all__ = [

@@ -15,7 +15,7 @@ import anyio
 import pytest
 
 import otp
-from otp._compat import BUDGET_OPS, BUDGET_SLICE
+from otp._backends import BUDGET_OPS, BUDGET_SLICE
 
 pytestmark = pytest.mark.anyio
 

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .._actor import ActorRef, Down, MonitorRef
+from .._backends import Expired
 from .._broker import DeadLetter
-from .._compat import Expired
 from .._exceptions import ActorExited, CallTimeout, CodecError, MailboxFull
 from .._mailbox import CALL, Full, Overflow
 from .._remote import RemoteRef
@@ -26,7 +26,7 @@ from ._frames import get, malformed, opt, reason_from_wire, reason_to_wire
 from ._naming import check_node_name
 
 if TYPE_CHECKING:
-    from .._compat import Backend, Promise
+    from .._backends import Backend, Promise
     from ._broker import RedisBroker
 
 __all__ = ["RemoteActors"]

@@ -1,0 +1,152 @@
+"""asyncio's fast waits: the reply promise is the :class:`asyncio.Future` itself."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import weakref
+from typing import Any
+
+from . import Backend, Budget
+from ._deadlines import DeadlineQueue
+
+__all__ = ["BACKEND"]
+
+_get_loop = asyncio.get_running_loop
+_future_done = asyncio.Future.done
+_sleep = asyncio.sleep
+
+
+class LoopDeadlines:
+    """The call timeouts of one event loop: a :class:`DeadlineQueue` and one loop timer,
+    armed for its earliest deadline."""
+
+    __slots__ = ("handle", "loop", "queue")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue = DeadlineQueue()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, timeout: float, fut: AsyncioPromise) -> None:
+        queue = self.queue
+        if queue.add(self.loop.time(), timeout, fut):
+            if self.handle is not None:
+                self.handle.cancel()
+            self.handle = self.loop.call_at(queue.when, self.fire)
+
+    def fire(self) -> None:
+        self.handle = None
+        earliest = self.queue.expire(self.loop.time())
+        if earliest < math.inf:
+            self.handle = self.loop.call_at(earliest, self.fire)
+
+
+_by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LoopDeadlines] = (
+    weakref.WeakKeyDictionary()
+)
+_last: list[Any] = [None, None]  # the most recent (loop, LoopDeadlines): one lookup saved
+
+
+def loop_deadlines(loop: asyncio.AbstractEventLoop) -> LoopDeadlines:
+    if _last[0] is loop:
+        return _last[1]  # type: ignore[no-any-return]
+    found = _by_loop.get(loop)
+    if found is None:
+        found = _by_loop[loop] = LoopDeadlines(loop)
+    _last[0], _last[1] = loop, found
+    return found
+
+
+class AsyncioPromise(asyncio.Future[Any]):
+    """The promise is the future itself: one object per call.
+
+    Invariant: whoever completes it first wins; later resolve/fail calls report False."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__(loop=_get_loop())
+
+    def resolve(self, value: object) -> bool:
+        if _future_done(self):
+            return False
+        self.set_result(value)
+        return True
+
+    def fail(self, exc: BaseException) -> bool:
+        if _future_done(self):
+            return False
+        self.set_exception(exc)
+        # A waiter that already left is not an error worth asyncio's
+        # "exception was never retrieved" report.
+        self._log_traceback = False
+        return True
+
+    async def wait(self, timeout: float | None, deadlines: Any = None) -> Any:
+        if timeout is not None:
+            (deadlines or loop_deadlines(self.get_loop())).add(timeout, self)
+        return await self
+
+
+def _wake_parked(fut: asyncio.Future[bool], value: bool) -> None:
+    if not fut.done():
+        fut.set_result(value)
+
+
+class AsyncioParker:
+    __slots__ = ("waiter",)
+
+    def __init__(self) -> None:
+        self.waiter: asyncio.Future[bool] | None = None
+
+    def wake(self) -> None:
+        fut = self.waiter
+        if fut is not None:
+            self.waiter = None
+            if not fut.done():
+                fut.set_result(True)
+
+    async def park(self, timeout: float | None) -> bool:
+        loop = _get_loop()
+        fut = self.waiter = loop.create_future()
+        if timeout is None:
+            try:
+                return bool(await fut)
+            finally:
+                self.waiter = None
+        handle = loop.call_later(timeout, _wake_parked, fut, False)
+        try:
+            return bool(await fut)
+        finally:
+            self.waiter = None
+            handle.cancel()
+
+
+_budget = Budget()
+
+
+class AsyncioBackend:
+    name = "asyncio"
+    promise = AsyncioPromise
+    parker = AsyncioParker
+    current_task = staticmethod(asyncio.current_task)
+
+    @staticmethod
+    def deadlines(task_group: Any) -> LoopDeadlines:
+        return loop_deadlines(_get_loop())  # per loop: several nodes of a loop share it
+
+    @staticmethod
+    async def checkpoint() -> None:
+        _budget.renew()
+        await _sleep(0)
+
+    @staticmethod
+    def budget_spent() -> bool:
+        # No cancel check is needed between real yields: anyio delivers a cancellation to
+        # an asyncio task only while it is suspended (so it is raised on resumption) or
+        # from a loop callback (which runs at the next real yield, within one slice).
+        return _budget.spend()
+
+
+BACKEND: Backend = AsyncioBackend()
