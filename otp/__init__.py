@@ -11,6 +11,7 @@ from ._actor import BRUTAL_KILL as BRUTAL_KILL
 from ._actor import ActorRef as ActorRef
 from ._actor import ActorStatistics as ActorStatistics
 from ._actor import Down as Down
+from ._actor import Exit as Exit
 from ._actor import MonitorRef as MonitorRef
 from ._actor import Shutdown as Shutdown
 from ._actor import TimerRef as TimerRef
@@ -190,6 +191,7 @@ __all__ = [
     "Event",
     "EventTimeout",
     "EventType",
+    "Exit",
     "GenServer",
     "GenericTimeout",
     "Global",

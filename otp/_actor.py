@@ -9,6 +9,7 @@ so it cannot be interrupted by cancellation.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import logging
 import math
@@ -52,6 +53,7 @@ __all__ = [
     "ActorRef",
     "ActorStatistics",
     "Down",
+    "Exit",
     "MonitorRef",
     "TimerRef",
     "is_normal_exit",
@@ -61,6 +63,11 @@ __all__ = [
 logger = logging.getLogger("otp")
 
 _ids = itertools.count(1)
+
+# The actor whose task (or a task it started) is running: the sender of ref.exit(...).
+_self_actor: contextvars.ContextVar[ActorRef | None] = contextvars.ContextVar(
+    "otp_self_actor", default=None
+)
 
 #: How many messages an actor handles back to back before it yields to other tasks.
 _BUDGET: Final = 64
@@ -117,6 +124,11 @@ def is_normal_exit(reason: object) -> bool:
     return isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown"
 
 
+class _SelfExit(BaseException):
+    """Raised by an untrapped exit signal an actor sends itself: it unwinds the callback
+    at once (``exit(self(), Reason)``), skipping ``terminate``; caught in ``_run``."""
+
+
 class _Running:
     __slots__ = ()
 
@@ -149,8 +161,25 @@ class Down:
 
 
 @attrs.frozen
+class Exit:
+    """An exit signal turned into a message, for an actor that traps exits
+    (``self.trap_exit = True``; OTP's ``{'EXIT', From, Reason}``).
+
+    It reaches ``handle_info`` when a linked actor exits (with any reason, ``"normal"``
+    included) or when ``ref.exit(reason)`` is called on this actor. ``ref`` is the linked
+    actor that exited or the actor that called ``exit``; ``None`` when the signal came from
+    code outside any actor. ``reason`` is ``"noproc"`` for a link to an actor that was
+    already dead.
+    """
+
+    ref: ActorRef | None
+    reason: Any
+
+
+@attrs.frozen
 class ActorStatistics:
-    """A snapshot of one actor's counters (``ref.statistics()``)."""
+    """A snapshot of one actor's counters (``ref.statistics()``; OTP's ``sys:statistics``
+    and ``erlang:process_info``)."""
 
     name: str | None
     id: int
@@ -159,6 +188,14 @@ class ActorStatistics:
     messages_handled: int
     uptime: float
     mailbox: MailboxStatistics
+    #: The actors it is linked to (``process_info(Pid, links)``).
+    links: tuple[ActorRef, ...] = ()
+    #: The actors it monitors (``process_info(Pid, monitors)``).
+    monitors: tuple[ActorRef, ...] = ()
+    #: The actors that monitor it (``process_info(Pid, monitored_by)``).
+    monitored_by: tuple[ActorRef, ...] = ()
+    #: Whether it traps exits (``process_flag(trap_exit, true)``).
+    trap_exit: bool = False
 
 
 @attrs.define(eq=False)
@@ -223,6 +260,11 @@ class ActorRef:
     _init_failed: bool
     _parent: str
     _stopped_inside: bool  # the pending stop was requested by the actor itself
+    # Links are symmetric: a is in b._links exactly when b is in a._links (both sides are
+    # updated together, and an exit clears them before it signals).
+    _links: set[ActorRef] | None  # created on first use
+    _link_parent: ActorRef | None  # the actor it was spawned linked to (start_link's caller)
+    _kill_reason: Any  # the exit reason when its scope is cancelled
 
     def __init__(
         self,
@@ -263,6 +305,9 @@ class ActorRef:
         self._init_failed = False
         self._parent = ""  # the supervisor's name, if any (for crash reports)
         self._stopped_inside = False
+        self._links = None
+        self._link_parent = None
+        self._kill_reason = "killed"
 
     def __repr__(self) -> str:
         state = "alive" if self._alive else f"exited {self._exit_reason!r}"
@@ -398,6 +443,25 @@ class ActorRef:
         if self._alive:
             self._scope.cancel()
 
+    def exit(self, reason: Any) -> None:
+        """Send this actor an exit signal (``erlang:exit/2``); it does not wait.
+
+        ``"kill"`` cannot be trapped: the actor dies at once with reason ``"killed"``, as
+        :meth:`kill`. Otherwise an actor that traps exits gets ``otp.Exit(sender, reason)``
+        in ``handle_info`` (``sender`` is the calling actor, ``None`` outside any actor),
+        except that a signal from the actor it was spawned linked to stops it with that
+        reason, ``terminate`` included (as a gen_server obeys its parent). An actor that
+        does not trap exits ignores ``"normal"`` (unless it sends the signal to itself)
+        and dies at once with any other reason, without ``terminate``. A dead actor
+        ignores the signal.
+        """
+        self._signal(_self_actor.get(), reason, linked=False)
+
+    @property
+    def links(self) -> frozenset[ActorRef]:
+        """The actors linked to this one now (``process_info(Pid, links)``); a copy."""
+        return frozenset(self._links) if self._links else frozenset()
+
     async def join(self, timeout: float | None = None) -> Any:
         """Wait until the actor has exited and return its exit reason.
 
@@ -445,6 +509,10 @@ class ActorRef:
             messages_handled=self._handled,
             uptime=time.monotonic() - self._started_at,
             mailbox=self._mailbox.statistics(),
+            links=tuple(self._links) if self._links else (),
+            monitors=tuple(dict.fromkeys(self._watching.values())),
+            monitored_by=tuple(dict.fromkeys(w for _, w in self._monitors.values() if w)),
+            trap_exit=_traps(self._server),
         )
 
     # ------------------------------------------------------------------ sending
@@ -495,6 +563,93 @@ class ActorRef:
             self._stop_reason = reason
             self._stopped_inside = self._backend.current_task() is self._task
             self._parker.wake()
+
+    def _link(self, other: ActorRef) -> None:
+        """Link this actor and ``other`` both ways (``erlang:link/1``, called by this actor).
+
+        Linking to a dead actor raises ``ActorExited(reason="noproc")`` unless this actor
+        traps exits; then it gets ``Exit(other, "noproc")`` instead (as in OTP 25).
+        """
+        if not isinstance(other, ActorRef):
+            raise TypeError(
+                f"link needs an otp.ActorRef of this process, not {other!r}; links do not "
+                "cross nodes: monitor a remote actor instead"
+            )
+        if other is self or not self._alive:
+            return
+        if not other._alive:
+            if _traps(self._server):
+                self._deliver_control(Exit(other, "noproc"))
+                return
+            raise ActorExited(other, "noproc")
+        self._add_link(other)
+
+    def _add_link(self, other: ActorRef) -> None:
+        if self._links is None:
+            self._links = set()
+        self._links.add(other)
+        if other._links is None:
+            other._links = set()
+        other._links.add(self)
+
+    def _unlink(self, other: ActorRef) -> None:
+        if self._links:
+            self._links.discard(other)
+        if isinstance(other, ActorRef) and other._links:
+            other._links.discard(self)
+
+    def _parent_actor(self) -> ActorRef | None:
+        # gen_server's Parent: the start_link caller; an actor started without one is its
+        # own parent (as gen_server:start makes it). Supervisors handle their children.
+        if self._link_parent is not None:
+            return self._link_parent
+        return None if self._parent else self
+
+    def _signal(self, sender: ActorRef | None, reason: Any, linked: bool) -> None:
+        """Receive an exit signal (OTP's rules); synchronous, safe inside another's exit."""
+        if not self._alive:
+            return
+        if not linked and isinstance(reason, str) and reason == "kill":
+            self._die("killed")  # untrappable; a *linked* actor exiting with "kill" is not
+            return
+        if _traps(self._server):
+            if sender is not None and sender is self._parent_actor():
+                # gen_server: an EXIT from the parent terminates it with that reason.
+                if self._stop_reason is _RUNNING:
+                    self._request_stop(reason)
+                    self._stopped_inside = False
+            else:
+                self._deliver_control(Exit(sender, reason))
+            return
+        if isinstance(reason, str) and reason == "normal":
+            if sender is self and not linked:
+                self._die(reason)  # exit(self(), normal) does end the caller
+            return
+        self._die(reason)
+
+    def _die(self, reason: Any) -> None:
+        """End at once with ``reason``, without ``terminate`` (an untrapped exit signal).
+
+        From the actor's own task it raises :class:`_SelfExit`, so the callback ends here
+        and no reply or later line of it runs (cancellation would only land at its next
+        ``await``)."""
+        if self._alive and not self._scope.cancel_called:
+            self._kill_reason = reason
+            self.kill()
+            if self._backend.current_task() is self._task:
+                raise _SelfExit
+
+    def _parent_exited(self, reason: Any) -> None:
+        """The parent (a supervisor) exited with ``reason``: a trapping actor stops with it
+        (``terminate`` runs), another dies with it at once, as OTP's linked children do."""
+        if not self._alive:
+            return
+        if _traps(self._server):
+            if self._stop_reason is _RUNNING:
+                self._request_stop(reason)
+                self._stopped_inside = False
+        elif not (isinstance(reason, str) and reason == "normal"):
+            self._die(reason)
 
     def _reply(self, caller: Promise, value: Any) -> None:
         if self._pending:
@@ -548,7 +703,8 @@ class ActorRef:
 
     async def _run(self, args: tuple[Any, ...], started: Promise) -> None:
         # Invariant: whatever happens, _exit runs exactly once, synchronously.
-        reason: Any = "killed"
+        reason: Any = _RUNNING
+        _self_actor.set(self)  # this task's own context: nothing to reset
         try:
             with self._scope:
                 self._task = self._backend.current_task()
@@ -560,7 +716,11 @@ class ActorRef:
                         reason = await self._lifecycle(args, started)
                 else:
                     reason = await self._lifecycle(args, started)
+        except _SelfExit:
+            pass  # reason: the _kill_reason it sent itself
         finally:
+            if reason is _RUNNING:  # cancelled: killed, or an untrapped exit signal
+                reason = self._kill_reason
             self._exit(reason, started)
         if self._escalate and isinstance(reason, SupervisorGaveUp):
             # A top-level supervisor gave up: take the node's body down with it.
@@ -677,6 +837,8 @@ class ActorRef:
         for timer in list(self._timers or ()):
             timer.cancel()
         node.broker._actor_exited(self)
+        # A start that failed is reported to the spawner by the exception alone.
+        failed_start = self._init_failed or not started.done()
         if not started.done():
             started.fail(self._exited_error(reason))
         # Callers waiting on this actor are woken at once; other messages are dead letters.
@@ -692,6 +854,15 @@ class ActorRef:
         for caller in self._pending or ():
             caller.fail(self._exited_error(reason))
         self._pending = None
+        links = self._links
+        if links:
+            self._links = None
+            spared = self._link_parent if failed_start else None
+            for other in links:
+                if other._links:
+                    other._links.discard(self)
+                if other is not spared:
+                    other._signal(self, reason, linked=True)
         for monitor, target in self._watching.items():
             target._monitors.pop(monitor, None)
         self._watching.clear()
@@ -709,6 +880,7 @@ class ActorRef:
             isinstance(reason, Exception)
             and not self._init_failed
             and not isinstance(reason, SupervisorGaveUp)
+            and reason is not self._kill_reason  # an exit signal, not its own crash
         ):
             logger.error(
                 "crash report: actor %r (%s, %s) crashed while handling %r",
@@ -747,6 +919,13 @@ class ActorRef:
         return await waiter.wait(None)
 
 
+def _traps(server: GenServer) -> bool:
+    try:
+        return server.trap_exit is True
+    except Exception:  # a user property that raises must not break an exit
+        return False
+
+
 def _same_reason(a: Any, b: Any) -> bool:
     # Exit reasons are arbitrary values: compare without trusting their __eq__.
     if a is b:
@@ -781,12 +960,16 @@ async def start_actor(
     ref_class: type[ActorRef] | None = None,
     child_id: str | None = None,
     where: str = "",
+    link: ActorRef | None = None,
 ) -> ActorRef:
     """Create, register and start an actor in ``task_group``; return once ``init`` is done.
 
-    Raises ``TypeError``/``ValueError`` for bad arguments, :class:`otp.NameTaken`, and
-    :class:`otp.StartFailed` (cause: the exception) if creating it or its ``init`` fails;
-    a :class:`otp.StartFailed` from deeper in a subtree passes through unchanged.
+    With ``link``, the new actor is linked to that actor before ``init`` runs and treats it
+    as its parent (``gen_server:start_link``); a failed start unlinks it without a signal.
+    Raises ``TypeError``/``ValueError`` for bad arguments, ``ActorExited("noproc")`` if
+    ``link`` is dead, :class:`otp.NameTaken`, and :class:`otp.StartFailed` (cause: the
+    exception) if creating it or its ``init`` fails; a :class:`otp.StartFailed` from
+    deeper in a subtree passes through unchanged.
     """
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"expected a GenServer subclass, got {cls!r}")
@@ -797,6 +980,11 @@ async def start_actor(
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"an actor name must be a non-empty str or None, not {name!r}")
     check_shutdown(shutdown)
+    if link is not None:
+        if not isinstance(link, ActorRef):
+            raise TypeError(f"link= needs an otp.ActorRef of this process, not {link!r}")
+        if not link._alive:
+            raise ActorExited(link, "noproc")
     label = child_id or name or cls.__name__
     try:
         server = cls()
@@ -811,12 +999,20 @@ async def start_actor(
         node._register(name, ref)
         if type(name) is not str:  # an otp.Global: claimed in the cluster before init
             await node._claim_global(name, ref)
+    if link is not None:
+        ref._link_parent = link
+        if link._alive:
+            ref._add_link(link)
+        else:  # it died while a global name was claimed: link/1 to a dead actor
+            ref._signal(link, "noproc", linked=True)
     started = node._backend.promise()
     try:
         task_group.start_soon(ref._run, args, started, name=f"otp actor {label}")
     except BaseException:
         if name is not None:
             node._unregister(name, ref)
+        if link is not None:
+            ref._unlink(link)
         raise
     try:
         await started.wait(None)

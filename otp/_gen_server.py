@@ -92,6 +92,12 @@ class GenServer:
     #: disables it. Unlike OTP's per-return timeout it stays in force until changed.
     idle_timeout: float | None = None
 
+    #: ``True`` turns exit signals (a linked actor exiting, ``ref.exit(reason)``) into
+    #: :class:`otp.Exit` messages for ``handle_info`` instead of ending this actor
+    #: (``process_flag(trap_exit, true)``). Set it in ``init`` or on the class; read when
+    #: each signal arrives. ``"kill"`` is never trapped.
+    trap_exit: bool = False
+
     ref: ActorRef
     node: Node
 
@@ -198,6 +204,35 @@ class GenServer:
         (``erlang:monitor/2``).
         """
         return self.ref._monitor(ref)
+
+    def link(self, ref: ActorRef) -> None:
+        """Link this actor and ``ref``, both ways (``erlang:link/1``): when either exits
+        with an abnormal reason, the other gets an exit signal with that reason.
+
+        Without :attr:`trap_exit` the signal ends the actor at once with the same reason,
+        without ``terminate`` (as a gen_server that does not trap exits is killed); with it,
+        ``handle_info`` gets ``otp.Exit(ref, reason)`` for every exit, ``"normal"``
+        included. Linking twice is one link; linking to itself does nothing. Linking to a
+        dead actor raises :class:`otp.ActorExited` with reason ``"noproc"``, or delivers
+        ``Exit(ref, "noproc")`` when trapping exits. Raises ``TypeError`` for a ref of
+        another node (monitor it instead).
+        """
+        self.ref._link(ref)
+
+    def unlink(self, ref: ActorRef) -> None:
+        """Remove the link to ``ref``, if any (``erlang:unlink/1``). An ``otp.Exit`` that
+        already arrived stays in the mailbox."""
+        self.ref._unlink(ref)
+
+    async def spawn_link(self, cls: type[GenServer], *args: Any, **options: Any) -> ActorRef:
+        """Start an actor under the node, linked to this one (``gen_server:start_link``
+        from this process): ``node.spawn(cls, *args, link=self.ref, **options)``.
+
+        The new actor treats this one as its parent: if it traps exits, this actor's exit
+        stops it with the same reason (``terminate`` runs). If its ``init`` fails, this
+        raises :class:`otp.StartFailed` and no exit signal follows.
+        """
+        return await self.node.spawn(cls, *args, link=self.ref, **options)
 
     def demonitor(self, monitor: MonitorRef) -> bool:
         """Stop watching; returns ``False`` if the monitor had already fired or ended."""

@@ -157,16 +157,20 @@ class Node:
         name: str | None = None,
         mailbox: Mailbox | None = None,
         shutdown: Shutdown = 5.0,
+        link: ActorRef | None = None,
     ) -> ActorRef:
         """Start an actor that no supervisor watches and return its ref once ``init`` has
         finished.
 
-        Its crash is logged and reported to its monitors; it never takes the node down.
+        Its crash is logged and reported to its monitors and links; it never takes the
+        node down. ``link=ref`` links it to that actor before ``init`` runs, as
+        ``gen_server:start_link`` called by ``ref`` does (see ``GenServer.spawn_link``).
         Raises :class:`otp.NameTaken` if ``name`` is registered, :class:`otp.StartFailed`
-        (cause: the exception) if ``init`` raises. Pass keyword arguments for ``init``
+        (cause: the exception) if ``init`` raises, :class:`otp.ActorExited` (reason
+        ``"noproc"``) if ``link`` is dead. Pass keyword arguments for ``init``
         with :func:`functools.partial`-style wrappers or as positional arguments.
         """
-        return await self._start_top(cls, args, name, mailbox, shutdown)
+        return await self._start_top(cls, args, name, mailbox, shutdown, link=link)
 
     async def _start_top(
         self,
@@ -178,6 +182,7 @@ class Node:
         *,
         escalate: bool = False,
         ref_class: type[ActorRef] | None = None,
+        link: ActorRef | None = None,
     ) -> ActorRef:
         if self._closing:
             raise RuntimeError(f"{self!r} is shutting down; it starts no new actors")
@@ -191,6 +196,7 @@ class Node:
             shutdown=shutdown,
             escalate=escalate,
             ref_class=ref_class,
+            link=link,
         )
         self._top[ref] = None
         ref._add_monitor(lambda down: self._top.pop(down.ref, None))

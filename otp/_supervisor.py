@@ -29,6 +29,7 @@ from ._actor import (
     BRUTAL_KILL,
     ActorRef,
     Down,
+    Exit,
     MonitorRef,
     Shutdown,
     check_shutdown,
@@ -480,6 +481,9 @@ class _Call:
 
 class _Supervisor(GenServer):
     _otp_owns_task_group = True
+    # Supervisors trap exits, as in OTP: a linked actor's exit or an exit signal from
+    # anyone but the parent does not end one (children are watched by monitors).
+    trap_exit = True
 
     async def init(self, spec: SupervisorSpec) -> None:
         self.spec = spec
@@ -632,6 +636,8 @@ class _Supervisor(GenServer):
                 child.monitor = None
                 await self._child_exited(child, message.reason)
             return  # otherwise: a child we had already stopped ourselves
+        if isinstance(message, Exit):
+            return  # not from a child (OTP's supervisor ignores those EXITs too)
         if isinstance(message, _TryAgain):
             todo = [
                 c
@@ -1019,6 +1025,9 @@ class ActorSnapshot(_Renders):
     uptime: float = attrs.field(default=0.0, eq=False)
     #: The mailbox counters, when the actor runs.
     mailbox: MailboxStatistics | None = attrs.field(default=None, eq=False, repr=False)
+    #: The actors it is linked to, and those it monitors (see ``ActorStatistics``).
+    links: tuple[ActorRef, ...] = attrs.field(default=(), eq=False, repr=False)
+    monitors: tuple[ActorRef, ...] = attrs.field(default=(), eq=False, repr=False)
 
     kind: Literal["worker"] = "worker"
 
@@ -1097,6 +1106,8 @@ def _snapshot(
         restarting=restarting,
         uptime=stats.uptime if stats is not None and stats.alive else 0.0,
         mailbox=stats.mailbox if stats is not None else None,
+        links=stats.links if stats is not None else (),
+        monitors=stats.monitors if stats is not None else (),
     )
 
 
