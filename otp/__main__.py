@@ -18,6 +18,7 @@ import argparse
 import contextlib
 import importlib.util
 import logging
+import math
 import os
 import random
 import sys
@@ -308,6 +309,8 @@ class DemoOptions:
     seed: int | None
     live: bool
     verbose: bool
+    #: Serve the web observer on this port (``--web [PORT]``), else ``None``.
+    web: int | None = None
 
 
 def _header(options: DemoOptions, stats: Stats, elapsed: float) -> Text:
@@ -367,7 +370,9 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
             stats.baseline = stats.starts
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(_chaos, node, options, rng, deadline)
-                if options.live:
+                if options.web is not None:
+                    await _serve_web(node, options, deadline)
+                elif options.live:
                     await _show_live(node, options, stats, console, started, deadline)
                 else:
                     await _show_plain(node, stats, started, deadline)
@@ -398,6 +403,34 @@ async def run_demo(options: DemoOptions, console: Console) -> int:
         f"{counts.alive}/{counts.total} actors alive"
     )
     return 0
+
+
+async def _serve_web(node: otp.Node, options: DemoOptions, deadline: float) -> None:
+    """Serve the web observer with actions on (the token is printed) until ``deadline``."""
+    import otp.observer
+
+    rng = random.Random(options.seed)
+
+    async def inject_crash(actor_id: int | None) -> otp.ActorRef | None:
+        victims = _live_workers(node.tree())
+        if actor_id is not None:
+            victims = [ref for ref in victims if ref.id == actor_id]
+        if not victims:
+            return None
+        victim = rng.choice(victims)
+        await victim.cast(Poison())
+        return victim
+
+    assert options.web is not None
+    async with otp.observer.serve(
+        node, port=options.web, actions=True, inject_crash=inject_crash
+    ) as server:
+        _say(f"observer: {server.url}")
+        _say(f"actions token: {server.token}")
+        _say(f"open {server.action_url} to use the buttons (Ctrl-C stops the demo)")
+        if math.isinf(deadline):
+            await anyio.sleep_forever()
+        await anyio.sleep(max(0.0, deadline - time.monotonic()))
 
 
 def _say(text: str, end: str = "\n") -> None:
@@ -474,6 +507,13 @@ def _non_negative(value: str) -> float:
     return number
 
 
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 0 to 65535, not {value}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m otp`` argument parser."""
     formatter = argparse.RawDescriptionHelpFormatter
@@ -508,9 +548,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--duration",
         type=_positive,
-        default=DEFAULT_DURATION,
+        default=None,
         metavar="SECONDS",
-        help=f"how long to run (default: {DEFAULT_DURATION:g})",
+        help=f"how long to run (default: {DEFAULT_DURATION:g}; with --web, until Ctrl-C)",
     )
     demo.add_argument(
         "--crash-rate",
@@ -527,6 +567,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--verbose", action="store_true", help="show the crash reports and restarts as they happen"
+    )
+    demo.add_argument(
+        "--web",
+        nargs="?",
+        type=_port,
+        const=8765,
+        default=None,
+        metavar="PORT",
+        help="serve the web observer on 127.0.0.1:PORT (default 8765; needs anyotp[web])",
     )
     return parser
 
@@ -545,13 +594,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.backend == "trio" and importlib.util.find_spec("trio") is None:
             print("the trio backend needs trio: pip install 'anyotp[trio]'", file=sys.stderr)
             return 2
+        if args.web is not None and importlib.util.find_spec("starlette") is None:
+            print("the web observer needs the web extra: pip install 'anyotp[web]'", file=sys.stderr)
+            return 2
+        duration = args.duration
+        if duration is None:
+            duration = float("inf") if args.web is not None else DEFAULT_DURATION
         options = DemoOptions(
             backend=args.backend,
-            duration=args.duration,
+            duration=duration,
             crash_rate=args.crash_rate,
             seed=args.seed,
-            live=live,
+            live=live and args.web is None,
             verbose=args.verbose,
+            web=args.web,
         )
         _configure_logging(args.verbose, console)
         try:
