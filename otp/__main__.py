@@ -595,7 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("the trio backend needs trio: pip install 'anyotp[trio]'", file=sys.stderr)
             return 2
         if args.web is not None and importlib.util.find_spec("starlette") is None:
-            print("the web observer needs the web extra: pip install 'anyotp[web]'", file=sys.stderr)
+            print(
+                "the web observer needs the web extra: pip install 'anyotp[web]'", file=sys.stderr
+            )
             return 2
         duration = args.duration
         if duration is None:

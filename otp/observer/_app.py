@@ -28,7 +28,7 @@ from .. import _json
 from .._actor import ActorRef
 from .._exceptions import CallTimeout, OTPError
 from .._supervisor import SupervisorRef, SupervisorSnapshot
-from ._collector import Collector, dumps
+from ._collector import CLUSTER_TICK, Collector, dumps
 
 __all__ = ["CrashInjector", "ObserverApp", "create_app"]
 
@@ -228,17 +228,17 @@ class ObserverApp:
 
     async def nodes(self, request: Request) -> Response:
         collector = self.collector
-        if collector.cluster and not collector.remote:
-            await collector._fetch_trees()
+        if collector.cluster and time.monotonic() - collector.fetched_at >= CLUSTER_TICK:
+            await collector.fetch_trees()
         return _json_response(collector.nodes())
 
     async def log(self, request: Request) -> Response:
         since = _int(request.query_params.get("since"), 0)
         events, lost = self.collector.events_after(since)
-        body = '{"version":%d,"type":"log","lost":%s,"events":[%s]}' % (
-            _json.JSON_FORM_VERSION,
-            "true" if lost else "false",
-            ",".join(text for _, text in events),
+        body = (
+            f'{{"version":{_json.JSON_FORM_VERSION},"type":"log",'
+            f'"lost":{"true" if lost else "false"},'
+            f'"events":[{",".join(text for _, text in events)}]}}'
         )
         return Response(body, media_type="application/json")
 
@@ -257,8 +257,11 @@ class ObserverApp:
         form = _json.json_converter.unstructure(item)
         if isinstance(item, SupervisorSnapshot):
             form["children"] = [
-                {"id": c.id, "type": "supervisor" if isinstance(c, SupervisorSnapshot) else "worker",
-                 "ref": _nested(c.ref) if c.ref is not None else None}
+                {
+                    "id": c.id,
+                    "type": "supervisor" if isinstance(c, SupervisorSnapshot) else "worker",
+                    "ref": _nested(c.ref) if c.ref is not None else None,
+                }
                 for c in item.children
             ]
         detail: dict[str, Any] = {
@@ -439,8 +442,13 @@ class ObserverApp:
                     await ref.stop(reason, timeout=5.0)
                 except CallTimeout:
                     return _json_response(
-                        {"type": "action", "action": action, "ok": True, "pending": True,
-                         "actor": _nested(ref)},
+                        {
+                            "type": "action",
+                            "action": action,
+                            "ok": True,
+                            "pending": True,
+                            "actor": _nested(ref),
+                        },
                         202,
                     )
             else:
@@ -471,8 +479,9 @@ class ObserverApp:
             return _error(400, "id must be an actor id (an integer) or absent")
         victim = await self.inject_crash(target)
         if victim is None:
-            return _error(409, "no live actor to crash" if target is None else
-                          f"no live demo actor #{target}")
+            return _error(
+                409, "no live actor to crash" if target is None else f"no live demo actor #{target}"
+            )
         return _json_response(
             {"type": "action", "action": "crash", "ok": True, "actor": _nested(victim)}
         )

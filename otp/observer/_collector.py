@@ -22,7 +22,6 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .. import _json
-from .._actor import ActorRef
 from .._broker import DEAD_LETTERS, DeadLetter
 from .._exceptions import OTPError
 from .._mailbox import Mailbox, Overflow
@@ -88,6 +87,7 @@ class Collector:
         self.members: list[str] = [node.name]
         self.remote: dict[str, dict[str, Any]] = {}
         self.nodes_version = 0
+        self.fetched_at = -CLUSTER_TICK
         #: Page connections streaming now (the cluster's trees are fetched only then).
         self.watchers = 0
         self._burst_second = 0
@@ -283,7 +283,7 @@ class Collector:
             else:
                 self._membership(members)
             if self.watchers:
-                await self._fetch_trees()
+                await self.fetch_trees()
             await anyio.sleep(CLUSTER_TICK)
 
     def _membership(self, members: list[str]) -> None:
@@ -299,7 +299,10 @@ class Collector:
             self.nodes_version += 1
             self._notify()
 
-    async def _fetch_trees(self) -> None:
+    async def fetch_trees(self) -> None:
+        """Ask every other node for its tree (at most :data:`REMOTE_TIMEOUT` seconds)."""
+        self.fetched_at = time.monotonic()
+
         async def fetch(peer: str) -> None:
             try:
                 text = await self.node.broker.request(
@@ -373,4 +376,3 @@ async def serve_tree(
         async for envelope in sub:
             with contextlib.suppress(Exception):
                 await broker.reply(envelope, dumps(_json.to_json(node.tree())))
-

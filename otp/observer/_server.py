@@ -177,7 +177,8 @@ class ObserverServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._tasks is not None and self.app is not None
+        assert self._tasks is not None
+        assert self.app is not None
         self.app.close()
         self._stop.set()
         # Hypercorn stops within its grace period; past it (a stuck connection) it is cancelled.
