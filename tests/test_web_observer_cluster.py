@@ -32,7 +32,7 @@ def _collect_coredis_garbage() -> Iterator[None]:
     gc.collect()
 
 
-def broker(url: str, prefix: str) -> Any:
+def broker(url: str, prefix: str) -> Any:  # noqa: F811
     from otp.redis import RedisBroker
 
     return RedisBroker(url, prefix=prefix, heartbeat=0.1, node_ttl=0.6)
