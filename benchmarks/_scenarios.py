@@ -41,6 +41,7 @@ def _peers(attr: str, *args: Any) -> tuple[Peer, ...]:
         _peer("fauxtp", "fauxtp_peer", attr, *args),
         _peer("otpylib", "otpylib_peer", attr, *args, backends=("asyncio",)),
         _peer("triotp", "triotp_peer", attr, *args, backends=("trio",)),
+        _peer("casty", "casty_peer", attr, *args, backends=("asyncio",)),
     )
 
 
@@ -69,6 +70,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             _peer("fauxtp", "fauxtp_peer", "call"),
             _peer("otpylib", "otpylib_peer", "call", backends=("asyncio",)),
             _peer("triotp", "triotp_peer", "call", backends=("trio",)),
+            _peer("casty", "casty_peer", "call", backends=("asyncio",)),
         ),
         floor_text="asyncio.Queue + Future / trio memory channel + Event",
         anyio_text="one anyio memory-object stream each way",
