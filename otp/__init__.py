@@ -51,6 +51,7 @@ from ._exceptions import NotFound as NotFound
 from ._exceptions import OTPError as OTPError
 from ._exceptions import RemoteError as RemoteError
 from ._exceptions import RequestTimeout as RequestTimeout
+from ._exceptions import Restarting as Restarting
 from ._exceptions import StartFailed as StartFailed
 from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
 from ._gen_server import NOREPLY as NOREPLY
@@ -238,6 +239,7 @@ __all__ = [
     "Request",
     "RequestTimeout",
     "Restart",
+    "Restarting",
     "Shutdown",
     "StartFailed",
     "StateEvent",

@@ -11,6 +11,7 @@ from typing import Any
 __all__ = [
     "RequestTimeout",
     "RemoteError",
+    "Restarting",
     "NoSubscriber",
     "InvalidTopic",
     "CodecError",
@@ -265,6 +266,22 @@ class ChildRunning(OTPError, RuntimeError):
         self.supervisor = supervisor
         super().__init__(
             f"child {child_id!r} of supervisor {supervisor!r} is running; terminate_child it first"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.child_id, self.supervisor))
+
+
+class Restarting(OTPError, RuntimeError):
+    """The child is between failed restart attempts: its supervisor retries on its own
+    (OTP's ``{error, restarting}`` from ``restart_child``/``delete_child``)."""
+
+    def __init__(self, child_id: str, supervisor: str) -> None:
+        self.child_id = child_id
+        self.supervisor = supervisor
+        super().__init__(
+            f"child {child_id!r} of supervisor {supervisor!r} is being restarted (a restart "
+            "failed and is retried); wait for it, or terminate_child it to stop the retries"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

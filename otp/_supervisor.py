@@ -45,6 +45,7 @@ from ._exceptions import (
     NameTaken,
     NotFound,
     OTPError,
+    Restarting,
     StartFailed,
     SupervisorGaveUp,
 )
@@ -463,7 +464,10 @@ class _Child:
 
 @attrs.frozen
 class _TryAgain:
-    ids: tuple[str, ...]
+    """Retry the restart of ``child`` (OTP's ``try_again_restart``): its strategy's group
+    is stopped and started again, as after the exit that began it."""
+
+    child: _Child
 
 
 @message("$otp.supervisor.failed")  # crosses the wire (remote supervisor operations)
@@ -639,12 +643,11 @@ class _Supervisor(GenServer):
         if isinstance(message, Exit):
             return  # not from a child (OTP's supervisor ignores those EXITs too)
         if isinstance(message, _TryAgain):
-            todo = [
-                c
-                for child_id in message.ids
-                if (c := self.by_id.get(child_id)) is not None and c.restarting
-            ]
-            await self._restart(todo)
+            child = message.child
+            # terminate_child ends the retries (restarting is reset); a stale retry after a
+            # later successful restart finds the child running and is dropped, as in OTP.
+            if child in self.children and child.restarting and child.ref is None:
+                await self._restart(child, await self._stop_group(child))
             return
         await super().handle_info(message)
 
@@ -684,22 +687,7 @@ class _Supervisor(GenServer):
             extra={"otp_event": "child_exited", "otp_supervisor": self.ref, "otp_reason": reason},
         )
         self._count_restart(reason)
-        strategy = self.spec.strategy
-        if strategy is Strategy.ONE_FOR_ONE:
-            affected = [child]
-        else:
-            ordered = list(self.children)
-            affected = (
-                ordered if strategy is Strategy.ONE_FOR_ALL else ordered[ordered.index(child) :]
-            )
-            for other in reversed(affected):
-                if other is not child:
-                    await self._stop(other)
-            for other in affected:
-                if other is not child and other.spec.restart is Restart.TEMPORARY:
-                    # A temporary bystander is not restarted, and leaves the list.
-                    self._remove(other)
-            affected = [c for c in affected if c in self.children]
+        group = await self._stop_group(child)
         backoff = spec.backoff or self.spec.backoff
         if backoff is not None:
             if _clock() - child.started_at >= backoff.reset_after:
@@ -707,11 +695,28 @@ class _Supervisor(GenServer):
             child.attempt += 1
             delay = backoff.delay(child.attempt)
             if delay > 0:
-                for c in affected:
-                    c.restarting = True
-                self.send_after(delay, _TryAgain(tuple(c.id for c in affected)))
+                child.restarting = True
+                self.send_after(delay, _TryAgain(child))
                 return
-        await self._restart(affected)
+        await self._restart(child, group)
+
+    async def _stop_group(self, child: _Child) -> list[_Child]:
+        """Stop the children ``child``'s strategy restarts with it (reverse start order);
+        return that group in start order, temporary bystanders removed (OTP's
+        ``restart/2``: one_for_all is every child, rest_for_one ``child`` and later)."""
+        strategy = self.spec.strategy
+        if strategy is Strategy.ONE_FOR_ONE:
+            return [child]
+        ordered = list(self.children)
+        group = ordered if strategy is Strategy.ONE_FOR_ALL else ordered[ordered.index(child) :]
+        for other in reversed(group):
+            if other is not child:
+                await self._stop(other)
+        for other in group:
+            if other is not child and other.spec.restart is Restart.TEMPORARY:
+                # A temporary bystander is not restarted, and leaves the list.
+                self._remove(other)
+        return [c for c in group if c in self.children]
 
     def _count_restart(self, reason: Any) -> None:
         now = _clock()
@@ -734,16 +739,18 @@ class _Supervisor(GenServer):
             raise SupervisorGaveUp(self.spec.name, self.spec.max_restarts, self.spec.within, reason)
         self.total_restarts += 1
 
-    async def _restart(self, todo: list[_Child]) -> None:
-        for position, child in enumerate(todo):
+    async def _restart(self, trigger: _Child, group: list[_Child]) -> None:
+        """Start ``group`` (already stopped) in order. If one fails, it alone is marked
+        restarting (OTP's ``{restarting, Pid}``; the later ones stay stopped) and its retry
+        is queued: a retry restarts its strategy's group again from scratch."""
+        trigger.restarting = False
+        for child in group:
             if child.ref is not None or child not in self.children:
                 continue
             try:
                 await self._start(child)
             except StartFailed as exc:
-                rest = todo[position:]
-                for c in rest:
-                    c.restarting = True
+                child.restarting = True
                 cause = exc.__cause__ or exc
                 logger.error(
                     "supervisor %r: restarting child %r failed (%s); will try again",
@@ -756,7 +763,7 @@ class _Supervisor(GenServer):
                 # say) are served before the retry, as OTP's try_again_restart does.
                 self.node._emit("restart_failed", supervisor=self.ref, reason=cause)
                 self._count_restart(cause)
-                self.ref._deliver_control(_TryAgain(tuple(c.id for c in rest)))
+                self.ref._deliver_control(_TryAgain(child))
                 return
             child.restarts += 1
             self.node._emit("restarted", actor=child.ref, supervisor=self.ref, detail=child.id)
@@ -827,12 +834,18 @@ class _Supervisor(GenServer):
         child = self._lookup(child_id)
         if child.ref is not None:
             raise ChildRunning(child.id, self.spec.name)
+        if child.restarting:
+            # OTP answers {error, restarting}; the pending retry goes on as planned.
+            raise Restarting(child.id, self.spec.name)
         return await self._start(child)
 
     async def _op_delete_child(self, child_id: str) -> None:
         child = self._lookup(child_id)
         if child.ref is not None:
             raise ChildRunning(child.id, self.spec.name)
+        if child.restarting:
+            # Deleting would drop the retry, and with it the give-up and escalation.
+            raise Restarting(child.id, self.spec.name)
         self._remove(child)
 
     def _lookup(self, target: str | ActorRef) -> _Child:
