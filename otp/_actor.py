@@ -10,6 +10,7 @@ so it cannot be interrupted by cancellation.
 from __future__ import annotations
 
 import contextvars
+import inspect
 import itertools
 import logging
 import math
@@ -479,9 +480,10 @@ class ActorRef:
         except Expired:
             raise CallTimeout(self, timeout or 0.0, "join") from None
 
-    async def get_state(self, timeout: float | None = 5.0) -> dict[str, Any]:
+    async def get_state(self, timeout: float | None = 5.0) -> Any:
         """A shallow copy of the server's attributes, taken between two callbacks
-        (``sys:get_state/1``); ``ref`` and ``node`` are left out.
+        (``sys:get_state/1``); ``ref`` and ``node`` are left out. A server that defines
+        ``format_status`` shows what that returns instead (OTP's ``format_status/1``).
 
         Raises :class:`otp.ActorExited` if the actor is dead or dies first,
         :class:`otp.CallTimeout` after ``timeout``. Debugging aid: do not drive logic with it.
@@ -491,11 +493,11 @@ class ActorRef:
         if not self._alive:
             raise self._exited_error()
         if self._backend.current_task() is self._task:
-            return _state_of(self._server)
+            return _status_of(self._server)
         caller = self._backend.promise()
-        self._mailbox.put_control((SYSTEM, _state_of, caller))
+        self._mailbox.put_control((SYSTEM, _status_of, caller))
         try:
-            return await caller.wait(timeout)  # type: ignore[no-any-return]
+            return await caller.wait(timeout)
         except Expired:
             raise CallTimeout(self, timeout or 0.0, "get_state") from None
 
@@ -638,6 +640,10 @@ class ActorRef:
             self.kill()
             if self._backend.current_task() is self._task:
                 raise _SelfExit
+
+    def _status(self) -> Any:
+        """The state as ``format_status`` shows it, read now (for snapshots)."""
+        return _status_of(self._server)
 
     def _parent_exited(self, reason: Any) -> None:
         """The parent (a supervisor) exited with ``reason``: a trapping actor stops with it
@@ -882,14 +888,21 @@ class ActorRef:
             and not isinstance(reason, SupervisorGaveUp)
             and reason is not self._kill_reason  # an exit signal, not its own crash
         ):
+            status = _status_of(self._server)
             logger.error(
-                "crash report: actor %r (%s, %s) crashed while handling %r",
+                "crash report: actor %r (%s, %s) crashed while handling %r; state: %s",
                 self,
                 type(self._server).__qualname__,
                 f"under supervisor {self._parent!r}" if self._parent else "unsupervised",
                 _describe_item(current),
+                _brief(status),
                 exc_info=reason,
-                extra={"otp_event": "crash", "otp_actor": self, "otp_reason": reason},
+                extra={
+                    "otp_event": "crash",
+                    "otp_actor": self,
+                    "otp_reason": reason,
+                    "otp_state": status,
+                },
             )
 
     async def _shutdown(self, shutdown: Shutdown, reason: Any = "shutdown") -> Any:
@@ -938,6 +951,43 @@ def _same_reason(a: Any, b: Any) -> bool:
 
 def _state_of(server: GenServer) -> dict[str, Any]:
     return {k: v for k, v in vars(server).items() if k not in ("ref", "node")}
+
+
+def _status_of(server: GenServer) -> Any:
+    """The state as ``format_status`` shows it (crash reports, get_state, snapshots).
+
+    Never raises: a failing ``format_status`` is replaced by a note saying so (and never
+    by the raw state, which it was meant to hide), and a warning is logged.
+    """
+    try:
+        state = _state_of(server)
+        if type(server).format_status is GenServer.format_status:
+            return state
+        shown = server.format_status(state)
+    except Exception as exc:
+        logger.warning(
+            "format_status of %s raised %s: %s; its state is not shown",
+            type(server).__qualname__,
+            type(exc).__name__,
+            exc,
+            extra={"otp_event": "format_status_failed", "otp_reason": exc},
+        )
+        return f"<format_status raised {type(exc).__name__}: {_brief(exc, 200)}>"
+    if inspect.isawaitable(shown):
+        close = getattr(shown, "close", None)
+        if close is not None:
+            close()  # never awaited: no "coroutine was never awaited" warning
+        return "<format_status must be a plain def, not async def: state not shown>"
+    return shown
+
+
+def _brief(value: Any, limit: int = 2000) -> str:
+    """A repr for a log line: cut at ``limit`` characters, never raising."""
+    try:
+        text = repr(value) if not isinstance(value, str) else value
+    except Exception as exc:
+        text = f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _describe_item(item: tuple[int, Any, Any] | None) -> str:

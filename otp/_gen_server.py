@@ -120,6 +120,12 @@ class GenServer:
         its first message (the runtime awaits every callback)."""
         super().__init_subclass__(**kwargs)
         check_async_callbacks(cls, cls._otp_async_callbacks)
+        status = cls.__dict__.get("format_status")
+        if inspect.iscoroutinefunction(status):
+            raise TypeError(
+                f"{cls.__qualname__}.format_status must be a plain def (def format_status("
+                "self, state)), not async def: it runs synchronously, even in crash reports"
+            )
 
     # ------------------------------------------------------------------ callbacks
 
@@ -180,6 +186,19 @@ class GenServer:
         ``"shutdown"``, or the exception). Not run when the actor is killed."""
 
     # ------------------------------------------------------------------ helpers
+
+    def format_status(self, state: dict[str, Any]) -> Any:
+        """What to show of this server's state in crash reports, ``ref.get_state()`` and
+        ``node.tree(state=True)`` (OTP's ``format_status/1``); the default shows it all.
+
+        ``state`` is a shallow copy of the instance's attributes (``ref`` and ``node`` left
+        out): return what should be shown instead, e.g. ``{**state, "token": "***"}``. It is
+        a plain ``def`` (refused at class definition if ``async``), called synchronously,
+        sometimes outside the actor (a snapshot or the exit): keep it quick and free of side
+        effects. If it raises, the state is shown as ``"<format_status raised ...>"``,
+        never raw, and a warning is logged.
+        """
+        return state
 
     def reply(self, caller: Caller, value: Any) -> None:
         """Answer a call for which ``handle_call`` returned :data:`NOREPLY`

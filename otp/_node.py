@@ -269,12 +269,18 @@ class Node:
         """The names registered now (``erlang:registered/0``)."""
         return list(self._registry)
 
-    def tree(self) -> TreeSnapshot:
+    def tree(self, *, state: bool = False) -> TreeSnapshot:
         """An immutable snapshot of every supervisor and actor on this node; renders with
-        rich."""
+        rich.
+
+        With ``state=True`` every running worker's ``ActorSnapshot.state`` holds its state
+        as its ``format_status`` shows it (read at that moment, between two of its awaits;
+        a shallow copy).
+        """
         from ._supervisor import snapshot_node
 
-        return snapshot_node(self)
+        snapshot = snapshot_node(self)
+        return _with_states(snapshot) if state else snapshot
 
     # ------------------------------------------------------------------ events
 
@@ -343,6 +349,20 @@ class Node:
         self.broker._dead_letter(DeadLetter(message=message, recipient=recipient, reason=reason))
         if self._listeners:
             self._emit("dead_letter", actor=recipient, reason=reason, detail=message)
+
+
+def _with_states(snapshot: Any) -> Any:
+    from ._supervisor import ActorSnapshot
+
+    if isinstance(snapshot, ActorSnapshot):
+        ref = snapshot.ref
+        if ref is None or not ref.alive:
+            return snapshot
+        return attrs.evolve(snapshot, state=ref._status())
+    children = getattr(snapshot, "children", None)
+    if not children:
+        return snapshot
+    return attrs.evolve(snapshot, children=tuple(_with_states(c) for c in children))
 
 
 def run(

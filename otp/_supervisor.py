@@ -1041,6 +1041,8 @@ class ActorSnapshot(_Renders):
     #: The actors it is linked to, and those it monitors (see ``ActorStatistics``).
     links: tuple[ActorRef, ...] = attrs.field(default=(), eq=False, repr=False)
     monitors: tuple[ActorRef, ...] = attrs.field(default=(), eq=False, repr=False)
+    #: Its state as ``format_status`` shows it, with ``node.tree(state=True)``; else None.
+    state: Any = attrs.field(default=None, eq=False, repr=False)
 
     kind: Literal["worker"] = "worker"
 
