@@ -46,10 +46,10 @@ import cattrs
 
 from ._actor import ActorRef, ActorStatistics
 from ._broker import BrokerStatistics, DeadLetter, Envelope
-from ._mailbox import MailboxStatistics
+from ._mailbox import MailboxStatistics, Overflow
 from ._node import Event
 from ._remote import RemoteRef
-from ._supervisor import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
+from ._supervisor import ActorSnapshot, Restart, Strategy, SupervisorSnapshot, TreeSnapshot
 
 __all__ = ["JSON_FORM_VERSION", "json_converter", "to_json"]
 
@@ -214,6 +214,10 @@ def _ref(ref: Any) -> dict[str, Any]:
     return out
 
 
+# The enums of anyotp objects (their values are short strings): written without a lookup.
+_OUR_ENUMS: Final = frozenset({Overflow, Restart, Strategy})
+
+
 def _fields(
     type_name: str,
     *,
@@ -222,19 +226,40 @@ def _fields(
 ) -> Callable[[Any], dict[str, Any]]:
     """A hook writing every attrs field by the runtime type of its value.
 
-    Read from the class at call time, so a field added later appears without a change
-    here; ``omit`` leaves fields out, ``rename`` writes them under another key.
+    Read from the class (once per class), so a field added later appears without a change
+    here; ``omit`` leaves fields out, ``rename`` writes them under another key. Plain
+    ``int``, ``bool``, ``str``, ``float`` and ``None`` values take a fast path that skips
+    the converter (a tree of 1,000 actors is written twice a second by the observer).
     """
     renames = dict(rename or {})
+    layouts: dict[type, tuple[tuple[str, str], ...]] = {}
+    unstructure = json_converter.unstructure
 
     def hook(value: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": type_name}
-        for field in attrs.fields(type(value)):
-            if field.name in omit:
-                continue
-            out[renames.get(field.name, field.name)] = json_converter.unstructure(
-                getattr(value, field.name)
+        cls = type(value)
+        layout = layouts.get(cls)
+        if layout is None:
+            layout = layouts[cls] = tuple(
+                (f.name, renames.get(f.name, f.name))
+                for f in attrs.fields(cls)
+                if f.name not in omit
             )
+        out: dict[str, Any] = {"type": type_name}
+        for name, key in layout:
+            item = getattr(value, name)
+            kind = type(item)
+            if item is None or kind is int or kind is bool:
+                out[key] = item
+            elif kind is str:
+                out[key] = item if len(item) <= MAX_STRING else _cut(item, MAX_STRING)
+            elif kind is float:
+                out[key] = item if math.isfinite(item) else _float(item)
+            elif kind is tuple and not item:
+                out[key] = []
+            elif kind in _OUR_ENUMS:
+                out[key] = item.value
+            else:
+                out[key] = unstructure(item)
         return out
 
     return hook

@@ -173,6 +173,27 @@ async def test_one_actor() -> None:
         assert (await client.get("/api/actors/abc")).status_code == 404
 
 
+class Linker(otp.GenServer):
+    async def init(self, other: otp.ActorRef) -> None:
+        self.link(other)
+        self.monitor(other)
+        self.trap_exit = True
+
+
+async def test_links_and_monitors_of_one_actor() -> None:
+    async with observed() as (node, _server, client):
+        other = node.whereis("v0")
+        linker = await node.spawn(Linker, other)
+        detail = (await client.get(f"/api/actors/{linker.id}")).json()
+        assert [r["id"] for r in detail["links"]] == [other.id]
+        assert [r["id"] for r in detail["monitors"]] == [other.id]
+        assert detail["trap_exit"] is True
+        watched = (await client.get(f"/api/actors/{other.id}")).json()
+        assert linker.id in [r["id"] for r in watched["monitored_by"]]
+        assert linker.id in [r["id"] for r in watched["links"]]
+        await linker.stop()
+
+
 async def test_a_busy_actor_answers_without_its_state() -> None:
     async with observed() as (node, _server, client):
         ref = node.whereis("v0")

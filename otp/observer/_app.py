@@ -276,11 +276,15 @@ class ObserverApp:
             "state_error": None,
             "links": None,
             "monitors": None,
+            "monitored_by": None,
+            "trap_exit": None,
         }
         if ref.alive:
             await self._state_into(ref, detail)
-        for name in ("links", "monitors"):
-            detail[name] = _optional_listing(ref, name)
+        # Links and monitors as ref.statistics() lists them (OTP's process_info).
+        statistics = detail["statistics"]
+        for name in ("links", "monitors", "monitored_by", "trap_exit"):
+            detail[name] = statistics.get(name)
         return _json_response(detail)
 
     async def _state_into(self, ref: ActorRef, detail: dict[str, Any]) -> None:
@@ -327,7 +331,9 @@ class ObserverApp:
                 last_seq = backlog[-1][0]
             elif events:
                 last_seq = events[-1][0]
-            tree_version = -1
+            tree_version = collector.tree_version
+            if with_tree:  # a fresh one at once: the collector writes them only while watched
+                yield _sse("tree", dumps(_json.to_json(self.node.tree())))
             samples_seen = -1.0
             nodes_version = -1
             quiet_since = time.monotonic()
@@ -485,18 +491,6 @@ class ObserverApp:
         return _json_response(
             {"type": "action", "action": "crash", "ok": True, "actor": _nested(victim)}
         )
-
-
-def _optional_listing(ref: ActorRef, name: str) -> Any:
-    """``ref.links()`` / ``ref.monitors()`` where the runtime offers them, else ``None``."""
-    value = getattr(ref, name, None)
-    if value is None:
-        return None
-    try:
-        value = value() if callable(value) else value
-    except Exception as exc:
-        return {"error": f"{type(exc).__name__}: {exc}"}
-    return _nested(value)
 
 
 def _sse(event: str, data: str, seq: int | None = None) -> str:

@@ -40,6 +40,8 @@ HISTORY: Final = 300
 EVENT_BURST: Final = 500
 #: How often the tree is sampled and pushed, in seconds.
 TICK: Final = 0.5
+#: The pause between two ticks is at least this many times the tick's own cost.
+LOAD_FACTOR: Final = 9.0
 #: How often the cluster's members and trees are refreshed, in seconds.
 CLUSTER_TICK: Final = 2.0
 #: How long another node's observer has to send its tree.
@@ -182,12 +184,15 @@ class Collector:
 
     async def _ticker(self) -> None:
         last_sample = time.monotonic()
+        delay = TICK
         while True:
-            await anyio.sleep(TICK)
+            await anyio.sleep(delay)
+            began = time.perf_counter()
             try:
                 snapshot = self.node.tree()
-                self.tree_text = dumps(_json.to_json(snapshot))
-                self.tree_version += 1
+                if self.watchers:  # the JSON only when a page is open
+                    self.tree_text = dumps(_json.to_json(snapshot))
+                    self.tree_version += 1
                 now = time.monotonic()
                 if now - last_sample >= 1.0 - TICK / 2:
                     self.samples.append(self._sample(snapshot, now - last_sample))
@@ -195,6 +200,9 @@ class Collector:
                 self._notify()
             except Exception:  # a broken snapshot must not stop the observer
                 logger.exception("otp.observer: sampling the tree of %r failed", self.node)
+            # The observer takes at most about a tenth of the event loop: a huge tree is
+            # pushed less often than twice a second.
+            delay = max(TICK, LOAD_FACTOR * (time.perf_counter() - began))
 
     def _sample(self, snapshot: TreeSnapshot, elapsed: float) -> dict[str, Any]:
         handled = 0
@@ -334,7 +342,12 @@ class Collector:
         for peer in self.members:
             if peer == self.node.name:
                 rows.append(
-                    {"name": peer, "self": True, "tree": json.loads(self.tree_text), "error": None}
+                    {
+                        "name": peer,
+                        "self": True,
+                        "tree": _json.to_json(self.node.tree()),
+                        "error": None,
+                    }
                 )
             else:
                 known = self.remote.get(peer, {"tree": None, "error": "not asked yet"})

@@ -16,7 +16,7 @@ import anyio
 from anyio.abc import TaskGroup
 from hypercorn.config import Config
 
-from .._compat import backend as _current_backend
+from .._backends import backend as _current_backend
 from .._node import Node
 from ._app import CrashInjector, ObserverApp, create_app
 from ._collector import Collector, serve_tree

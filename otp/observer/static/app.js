@@ -22,6 +22,7 @@ const state = {
   events: [],
   samples: [],
   paused: false,
+  held: document.createDocumentFragment(), // events that arrived while paused
   token: null,
 };
 
@@ -325,10 +326,14 @@ function renderDetail(d) {
   }
   parts.push(el("h3", "", `state${d.state_source ? " (" + d.state_source + ")" : ""}`));
   parts.push(el("pre", "", d.state_error ? d.state_error : JSON.stringify(d.state, null, 2)));
-  for (const name of ["links", "monitors"]) {
-    parts.push(el("h3", "", name));
-    parts.push(el("p", "dim", d[name] === null ? "not available in this version" : JSON.stringify(d[name])));
+  for (const [name, label] of [["links", "links"], ["monitors", "monitors"], ["monitored_by", "monitored by"]]) {
+    parts.push(el("h3", "", label));
+    const refs = d[name];
+    if (refs === null || refs === undefined) parts.push(el("p", "dim", "not available in this version"));
+    else if (!refs.length) parts.push(el("p", "dim", "none"));
+    else parts.push(el("p", "", refs.map(refText).join(", ")));
   }
+  if (d.trap_exit !== null && d.trap_exit !== undefined) parts.push(dl([["traps exits", d.trap_exit ? "yes" : "no"]]));
   $("detail").replaceChildren(...parts);
 }
 
@@ -402,14 +407,19 @@ function eventVisible(row) {
 
 function addEvents(list) {
   const log = $("events");
-  const frag = document.createDocumentFragment();
+  const frag = state.held;
+  state.held = document.createDocumentFragment();
   for (const ev of list) {
     state.events.push(ev);
     const row = eventRow(ev);
     row.hidden = !eventVisible(row);
     frag.prepend(row);
   }
-  if (state.paused) return;
+  if (state.paused) {
+    state.held.prepend(frag);
+    while (state.held.childElementCount > EVENT_LIMIT) state.held.lastElementChild.remove();
+    return;
+  }
   log.prepend(frag);
   while (log.childElementCount > EVENT_LIMIT) log.lastElementChild.remove();
   if (state.events.length > EVENT_LIMIT * 2) state.events.splice(0, state.events.length - EVENT_LIMIT);
@@ -584,7 +594,10 @@ async function start() {
     applyVisibility();
   });
   $("event-search").addEventListener("input", refilterEvents);
-  $("pause").addEventListener("change", (e) => { state.paused = e.target.checked; });
+  $("pause").addEventListener("change", (e) => {
+    state.paused = e.target.checked;
+    if (!state.paused) addEvents([]); // shows what arrived meanwhile
+  });
   $("token-save").addEventListener("click", () => {
     state.token = $("token").value.trim();
     sessionStorage.setItem("otp-observer-token", state.token);
