@@ -6,14 +6,20 @@ give the Erlang event trace each test reproduces.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
 
 import anyio
+import anyio.from_thread
 import attrs
 import pytest
+from hypothesis import assume, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, rule, run_state_machine_as_test
 
 import otp
 from otp import EventType as E
@@ -1027,3 +1033,146 @@ def test_transitions_and_actions_read_well() -> None:
     assert E.CAST == "cast"
     assert repr(otp.StateEvent(E.CAST, 1)) == "StateEvent(cast, 1)"
     _: Callable[..., Any] = otp.Reply
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+@attrs.frozen
+class Shape:
+    """What an event does when handled: postpone in some states, go to a state, start a
+    zero state timeout, insert events. ``id`` names it in the logs."""
+
+    postpone_in: frozenset[int]
+    move_to: int | None
+    zero: bool
+    inserts: tuple[Shape, ...]
+    id: str = ""
+
+
+_leaf = st.builds(
+    Shape,
+    postpone_in=st.frozensets(st.integers(0, 2), max_size=2),
+    move_to=st.none() | st.integers(0, 2),
+    zero=st.booleans(),
+    inserts=st.just(()),
+)
+_shapes = st.recursive(
+    _leaf,
+    lambda children: st.builds(
+        Shape,
+        postpone_in=st.frozensets(st.integers(0, 2), max_size=2),
+        move_to=st.none() | st.integers(0, 2),
+        zero=st.booleans(),
+        inserts=st.lists(children, max_size=2).map(tuple),
+    ),
+    max_leaves=4,
+)
+
+
+def _behaviour(shape: Shape) -> Callable[[Scripted, otp.StateEvent], otp.Transition]:
+    def then(machine: Scripted, event: otp.StateEvent) -> otp.Transition:
+        actions: list[Any] = []
+        if machine.state in shape.postpone_in:
+            actions.append(otp.Postpone())
+        if shape.zero:
+            actions.append(otp.StateTimeout(0, f"t{shape.id}"))
+        actions += [otp.NextEvent(Do(i.id, _behaviour(i))) for i in shape.inserts]
+        target = machine.state if shape.move_to is None else shape.move_to
+        return otp.NextState(target, *actions)
+
+    return then
+
+
+@attrs.define
+class Reference:
+    """gen_statem's queue rules, written down plainly (OTP 25's loop_state_transition,
+    loop_state_change and loop_done)."""
+
+    state: int = 0
+    postponed: list[tuple[str, Shape]] = attrs.Factory(list)
+    queue: list[tuple[str, Shape]] = attrs.Factory(list)
+    zero: str | None = None  # the content of a due zero-time state timeout
+    log: list[tuple[Any, str, str]] = attrs.Factory(list)
+
+    def handle(self, shape: Shape, limit: int = 200) -> bool:
+        """Handle a cast; ``False`` if it would loop (more than ``limit`` events)."""
+        event: tuple[str, Shape | None] = ("cast", shape)
+        for _ in range(limit):
+            self._step(*event)
+            if self.queue:
+                event = self.queue.pop(0)
+            elif self.zero is not None:
+                event, self.zero = (
+                    ("state_timeout", Shape(frozenset(), None, False, (), self.zero)),
+                    None,
+                )
+            else:
+                return True
+        return False
+
+    def _step(self, kind: str, shape: Shape | None) -> None:
+        assert shape is not None
+        self.log.append((self.state, kind, shape.id))
+        if kind == "state_timeout":
+            return  # the scripted machine keeps its state on timeouts
+        if self.state in shape.postpone_in:
+            self.postponed.append((kind, shape))
+        target = self.state if shape.move_to is None else shape.move_to
+        if target != self.state:
+            self.zero = None  # a state change cancels the state timeout
+            self.queue[:0] = self.postponed
+            self.postponed = []
+        self.state = target
+        if shape.zero:
+            self.zero = f"t{shape.id}"
+        self.queue[:0] = [("internal", i) for i in shape.inserts]
+
+
+def _numbered(shape: Shape, counter: itertools.count[int]) -> Shape:
+    inserts = tuple(_numbered(i, counter) for i in shape.inserts)
+    return attrs.evolve(shape, inserts=inserts, id=f"e{next(counter)}")
+
+
+class PostponeAndNextEventOrder(RuleBasedStateMachine):
+    """Random postpones, state changes, inserted events and zero state timeouts: the
+    machine handles them in exactly the order of :class:`Reference`."""
+
+    backend = "asyncio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counter = itertools.count()
+        self.model = Reference()
+        self.log: list[Any] = []
+        self.portal_cm = anyio.from_thread.start_blocking_portal(self.backend)
+        self.portal = self.portal_cm.__enter__()
+        self.node_cm = self.portal.wrap_async_context_manager(otp.Node())
+        node = self.node_cm.__enter__()
+        self.ref = self.portal.call(lambda: node.spawn(Scripted, self.log, 0))
+
+    @rule(shape=_shapes)
+    def cast(self, shape: Shape) -> None:
+        shape = _numbered(shape, self.counter)
+        trial = copy.deepcopy(self.model)
+        assume(trial.handle(shape))  # a postpone/move cycle would loop, in OTP too
+        self.model = trial
+        self.portal.call(self.ref.cast, Do(shape.id, _behaviour(shape)))
+        # get_state is no event: it is answered once the cast and every event it led to
+        # (inserted, retried, zero timeouts) are handled.
+        self.portal.call(self.ref.get_state)
+        assert self.log == self.model.log
+
+    def teardown(self) -> None:
+        self.node_cm.__exit__(None, None, None)
+        self.portal_cm.__exit__(None, None, None)
+
+
+def test_postpone_and_next_event_order_match_the_reference(anyio_backend: str) -> None:
+    class OnBackend(PostponeAndNextEventOrder):
+        backend = anyio_backend
+
+    run_state_machine_as_test(
+        OnBackend,
+        settings=settings(max_examples=25, stateful_step_count=12, deadline=None),
+    )
