@@ -66,6 +66,16 @@ EXPECTED: dict[str, list[str]] = {
         "node example  15/15 alive  restarts 7",
         "every actor alive: True",
     ],
+    "door_lock.py": [
+        "[front] locked",
+        "buttons 1, 2, then a pause:",
+        "[front] forgot 2 button(s)",
+        "[front] open: unlocked for 0.2 s",
+        "[front] open: button 9 ignored",
+        "status: open",
+        "...and answered once it locked again: locked",
+        "the supervisor restarted it: status locked",
+    ],
     "backends.py": [
         "asyncio  -> {'total': 5050, 'restarted': True, 'total after restart': 0}",
         "trio     -> {'total': 5050, 'restarted': True, 'total after restart': 0}",
