@@ -54,6 +54,7 @@ from ._exceptions import RequestTimeout as RequestTimeout
 from ._exceptions import Restarting as Restarting
 from ._exceptions import StartFailed as StartFailed
 from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
+from ._exceptions import WrongThread as WrongThread
 from ._gen_server import NOREPLY as NOREPLY
 from ._gen_server import GenServer as GenServer
 from ._gen_server import IdleTimeout as IdleTimeout
@@ -116,6 +117,7 @@ from ._supervisor import dynamic_supervisor as dynamic_supervisor
 from ._supervisor import supervisor as supervisor
 from ._supervisor import worker as worker
 from ._supervisor import worker_pool as worker_pool
+from ._threads import FromThread as FromThread
 
 if _typing.TYPE_CHECKING:
     from . import redis as redis
@@ -193,6 +195,7 @@ __all__ = [
     "EventTimeout",
     "EventType",
     "Exit",
+    "FromThread",
     "GenServer",
     "GenericTimeout",
     "Global",
@@ -259,6 +262,7 @@ __all__ = [
     "TreeSnapshot",
     "Undecodable",
     "WorkerSpec",
+    "WrongThread",
     "dynamic_supervisor",
     "install_rich_logging",
     "is_normal_exit",

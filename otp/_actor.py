@@ -16,6 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, Final, final
 
 import anyio
@@ -29,6 +30,7 @@ from ._exceptions import (
     MailboxFull,
     StartFailed,
     SupervisorGaveUp,
+    WrongThread,
 )
 from ._gen_server import NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
@@ -228,7 +230,8 @@ class ActorRef:
     """A handle on one actor incarnation (Erlang's pid).
 
     Refs are hashable and equal only to themselves: a restarted actor has a new ref.
-    Every method may be called from any task of the node's event loop.
+    Every method may be called from any task of the node's event loop; from another thread
+    they raise :class:`otp.WrongThread` (use ``node.from_thread`` there).
     """
 
     #: The registered name, or ``None``.
@@ -260,6 +263,7 @@ class ActorRef:
     _escalate: bool
     _init_failed: bool
     _parent: str
+    _thread: int  # the ident of the node's event loop thread: refs are used only there
     _stopped_inside: bool  # the pending stop was requested by the actor itself
     # Links are symmetric: a is in b._links exactly when b is in a._links (both sides are
     # updated together, and an exit clears them before it signals).
@@ -305,6 +309,7 @@ class ActorRef:
         self._escalate = False
         self._init_failed = False
         self._parent = ""  # the supervisor's name, if any (for crash reports)
+        self._thread = node._thread  # type: ignore[assignment]  # set: the node runs
         self._stopped_inside = False
         self._links = None
         self._link_parent = None
@@ -334,8 +339,11 @@ class ActorRef:
         the server keeps running and a late reply is dropped), :class:`otp.ActorExited` at
         once if the actor is dead or dies before replying (a crash is the ``__cause__``),
         :class:`otp.MailboxFull` if its overflow policy refuses or drops the request, and
-        :class:`otp.CalledSelf` if an actor calls itself.
+        :class:`otp.CalledSelf` if an actor calls itself, :class:`otp.WrongThread` outside
+        the node's event loop thread (use ``node.from_thread`` there).
         """
+        if get_ident() != self._thread:
+            raise WrongThread(self, "call")
         if not self._alive:
             raise self._exited_error()
         backend = self._backend
@@ -380,31 +388,47 @@ class ActorRef:
         mailbox raises :class:`otp.MailboxFull`. Messages of a higher ``priority`` are
         handled first; order is kept within one priority (Erlang has no priorities).
         """
+        if get_ident() != self._thread:
+            raise WrongThread(self, "cast")
         backend = self._backend
         if backend.budget_spent():  # an amortised checkpoint (docs/core.md, "Yielding")
             await backend.checkpoint()
         await self._put(CAST, message, priority)
 
     def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
-        """:meth:`cast` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
+        """:meth:`cast` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``.
+
+        Outside the node's event loop thread it raises :class:`otp.WrongThread` whenever
+        it would wake the actor or find it dead (the thread check stays out of a tight
+        producer loop feeding a busy actor); use ``node.from_thread.cast`` there.
+        """
         if self._alive:  # _put_nowait, inlined
+            if self._parker.waiter is not None and get_ident() != self._thread:
+                raise WrongThread(self, "cast")  # waking from another thread breaks the loop
             mailbox = self._mailbox
             try:
                 mailbox.put((CAST, message, None), priority)
             except Full:
                 raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
         else:
+            if get_ident() != self._thread:
+                raise WrongThread(self, "cast")
             self._node._dead_letter(self, message, "noproc")
 
     async def send(self, message: Any, *, priority: int = 0) -> None:
         """Send ``message`` to ``handle_info`` (Erlang's ``!``); otherwise as :meth:`cast`."""
+        if get_ident() != self._thread:
+            raise WrongThread(self, "send")
         backend = self._backend
         if backend.budget_spent():
             await backend.checkpoint()
         await self._put(INFO, message, priority)
 
     def send_nowait(self, message: Any, *, priority: int = 0) -> None:
-        """:meth:`send` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``."""
+        """:meth:`send` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``
+        (the thread check as for :meth:`cast_nowait`)."""
+        if (self._parker.waiter is not None or not self._alive) and get_ident() != self._thread:
+            raise WrongThread(self, "send")
         self._put_nowait(INFO, message, priority)
 
     async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:
@@ -421,6 +445,8 @@ class ActorRef:
         exits with the other reason). ``reason=None`` means ``"normal"`` (``None`` is what
         :attr:`exit_reason` says of a running actor).
         """
+        if get_ident() != self._thread:
+            raise WrongThread(self, "stop")
         if timeout is not None:
             _check_timeout(timeout)
         if reason is None:
@@ -441,6 +467,8 @@ class ActorRef:
     def kill(self) -> None:
         """Cancel the actor at once without running ``terminate``; its exit reason is
         ``"killed"`` (``exit(Pid, kill)``)."""
+        if get_ident() != self._thread:
+            raise WrongThread(self, "kill")
         if self._alive:
             self._scope.cancel()
 
@@ -468,6 +496,8 @@ class ActorRef:
 
         Raises :class:`otp.CallTimeout` if ``timeout`` passes first.
         """
+        if get_ident() != self._thread:
+            raise WrongThread(self, "join")
         if timeout is not None:
             _check_timeout(timeout)
         if not self._alive:

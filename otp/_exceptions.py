@@ -6,6 +6,7 @@ Every exception subclasses the builtin whose meaning it shares, builds its messa
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "OTPError",
     "StartFailed",
     "SupervisorGaveUp",
+    "WrongThread",
 ]
 
 
@@ -510,3 +512,26 @@ class BadTransition(OTPError, TypeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.actor, self.detail))
+
+
+class WrongThread(OTPError, RuntimeError):
+    """An actor's ref was used outside its node's event loop thread: from another thread,
+    or from an event loop running in another thread. Refs are not thread-safe; use
+    ``node.from_thread`` there (anyio's ``from_thread``, bound to the node's loop)."""
+
+    def __init__(self, actor: object, operation: str) -> None:
+        self.actor = actor
+        self.operation = operation
+        super().__init__(
+            f"{operation}() on actor {describe(actor)} from thread "
+            f"{threading.current_thread().name!r}, but its node runs in the event loop of "
+            "another thread, and refs are not thread-safe: from other threads use "
+            f"node.from_thread.{operation if operation in _PORTAL else 'run'}(...), "
+            "or run the code inside the node's event loop"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor, self.operation))
+
+
+_PORTAL = frozenset({"call", "cast", "send"})

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
 import anyio.abc
+import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 
@@ -26,6 +27,7 @@ from ._global import Global, GlobalRegistry
 from ._groups import Groups
 from ._mailbox import Mailbox
 from ._multicall import MultiCallResult, multi_call
+from ._threads import FromThread
 
 if TYPE_CHECKING:
     from ._supervisor import SupervisorRef, SupervisorSpec, TreeSnapshot, WorkerSpec
@@ -83,6 +85,11 @@ class Node:
         self._entered = False
         self._closing = False
         self._listeners: list[Callable[[NodeEvent], None]] = []
+        # The event loop thread and anyio token, set on entry: refs are used only there,
+        # other threads come in through from_thread.
+        self._thread: int | None = None
+        self._token: Any = None
+        self._from_thread: FromThread | None = None
         #: Process groups (OTP's ``pg``): ``await node.groups.join("workers", ref)``.
         self.groups = Groups(self)
 
@@ -96,6 +103,8 @@ class Node:
             raise RuntimeError(f"{self!r} was already entered; create a new Node")
         self._entered = True
         self._backend = _current_backend()
+        self._thread = threading.get_ident()
+        self._token = anyio.lowlevel.current_token()
         task_group = anyio.create_task_group()
         await task_group.__aenter__()
         self._task_group_cm = task_group
@@ -219,6 +228,16 @@ class Node:
         from ._supervisor import start_top
 
         return await start_top(self, spec)
+
+    @property
+    def from_thread(self) -> FromThread:
+        """Thread-safe, blocking calls into this node from other threads:
+        ``node.from_thread.call(ref_or_name, request)``, ``.cast``, ``.send``, ``.run``
+        and ``.run_sync`` (see :class:`otp.FromThread`)."""
+        portal = self._from_thread
+        if portal is None:
+            portal = self._from_thread = FromThread(self)
+        return portal
 
     def whereis(self, name: str) -> Any:
         """The live ref registered under ``name``, or ``None`` (``erlang:whereis/1``)."""

@@ -266,3 +266,89 @@ def test_the_demo_without_trio_names_the_extra() -> None:
     assert result.returncode == 2
     assert "anyotp[trio]" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------- threads
+
+
+async def test_a_ref_used_from_another_threads_event_loop_is_refused(anyio_backend: str) -> None:
+    import anyio
+
+    from tests._helpers import Add
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Counter, name="c")
+        errors: list[BaseException] = []
+
+        def elsewhere(backend: str) -> None:
+            async def use_it() -> None:
+                for attempt in (
+                    lambda: ref.call(Get()),
+                    lambda: ref.cast(Add(1)),
+                    lambda: ref.send("x"),
+                    lambda: ref.stop(),
+                ):
+                    try:
+                        await attempt()
+                    except otp.WrongThread as exc:
+                        errors.append(exc)
+
+            anyio.run(use_it, backend=backend)  # another event loop, in another thread
+
+        for other in ("asyncio", "trio"):
+            await anyio.to_thread.run_sync(elsewhere, other)
+        assert len(errors) == 8
+        assert "node.from_thread.call(" in str(errors[0])
+        assert await ref.call(Get()) == 0  # nothing reached it
+
+
+async def test_sync_ref_methods_from_a_plain_thread_are_refused() -> None:
+    import anyio
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Counter)
+
+        def plain() -> list[str]:
+            names = []
+            for method in (lambda: ref.cast_nowait(1), lambda: ref.send_nowait(1), ref.kill):
+                try:
+                    method()
+                except otp.WrongThread as exc:
+                    names.append(exc.operation)
+            return names
+
+        assert await anyio.to_thread.run_sync(plain) == ["cast", "send", "kill"]
+        assert ref.alive
+
+
+async def test_node_from_thread_is_the_thread_safe_way_in() -> None:
+    import threading
+
+    import anyio
+
+    from tests._helpers import Add
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Counter, 1, name="counter")
+        results: list[Any] = []
+
+        def worker() -> None:  # a plain thread, not one anyio started
+            portal = node.from_thread
+            portal.cast("counter", Add(2))
+            portal.send(ref, "hello")
+            results.append(portal.call(ref, Get()))
+            results.append(portal.run(ref.call, Get()))
+            results.append(portal.run_sync(node.whereis, "counter") is ref)
+            try:
+                portal.call("nobody", Get())
+            except otp.NotFound as exc:
+                results.append(type(exc).__name__)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        await anyio.to_thread.run_sync(thread.join)
+        assert results == [3, 3, True, "NotFound"]
+        with pytest.raises(RuntimeError, match="own event loop thread"):
+            node.from_thread.call(ref, Get())
+    with pytest.raises(RuntimeError, match="is not running"):
+        node.from_thread.call(ref, Get())
