@@ -742,18 +742,33 @@ class ActorRef:
         reason: Any = _RUNNING
         _self_actor.set(self)  # this task's own context: nothing to reset
         try:
-            with self._scope:
-                self._task = self._backend.current_task()
-                if self._server._otp_owns_task_group:
-                    # Supervisors own the task group their children run in, so killing a
-                    # supervisor takes its whole subtree down with it (as links do in OTP).
-                    async with anyio.create_task_group() as task_group:
-                        self._server._otp_task_group = task_group
+            try:
+                with self._scope:
+                    self._task = self._backend.current_task()
+                    if self._server._otp_owns_task_group:
+                        # Supervisors own the task group their children run in, so killing
+                        # a supervisor takes its subtree down with it (as links do in OTP).
+                        async with anyio.create_task_group() as task_group:
+                            self._server._otp_task_group = task_group
+                            reason = await self._lifecycle(args, started)
+                    else:
                         reason = await self._lifecycle(args, started)
-                else:
-                    reason = await self._lifecycle(args, started)
-        except _SelfExit:
-            pass  # reason: the _kill_reason it sent itself
+            except _SelfExit:
+                pass  # reason: the _kill_reason it sent itself
+            except BaseExceptionGroup as group:  # ... from inside a callback's task group
+                matched, rest = group.split(_SelfExit)
+                if matched is None:
+                    raise
+                if rest is not None:
+                    _, others = rest.split(anyio.get_cancelled_exc_class())
+                    if others is not None:
+                        # Its exit signal to itself decides the reason; say what else broke.
+                        logger.warning(
+                            "actor %r exited by its own exit signal while its task group "
+                            "also failed",
+                            self,
+                            exc_info=others,
+                        )
         finally:
             if reason is _RUNNING:  # cancelled: killed, or an untrapped exit signal
                 reason = self._kill_reason

@@ -464,3 +464,65 @@ async def test_exit_for_remote_refs_and_bad_links_is_a_type_error() -> None:
         with pytest.raises(otp.ActorExited) as info:
             await a.call(("link", "not a ref"))
         assert isinstance(info.value.__cause__, TypeError)
+
+
+async def test_exit_to_yourself_inside_a_task_group_ends_the_actor_cleanly() -> None:
+    class Nested(otp.GenServer):
+        async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(anyio.sleep_forever)
+                self.ref.exit(request)
+            return "never"
+
+    async with otp.Node() as node:
+        for reason, expected in (("boom", "boom"), ("kill", "killed")):
+            ref = await node.spawn(Nested)
+            with pytest.raises(otp.ActorExited) as info:
+                await ref.call(reason)
+            assert info.value.reason == expected
+            assert await ref.join() == expected
+
+
+async def test_linked_actor_dying_during_init_fails_the_start() -> None:
+    gate = anyio.Event()
+
+    class SlowInit(otp.GenServer):
+        async def init(self) -> None:
+            await gate.wait()
+
+    log: list[Any] = []
+    async with otp.Node() as node:
+        (anchor,) = await _peers(node, log, False)
+        errors: list[BaseException] = []
+
+        async def start() -> None:
+            try:
+                await node.spawn(SlowInit, link=anchor)
+            except otp.StartFailed as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(start)
+            await anyio.wait_all_tasks_blocked()
+            anchor.exit("gone")
+        assert len(errors) == 1
+        cause = errors[0].__cause__
+        assert isinstance(cause, otp.ActorExited) and cause.reason == "gone"
+
+
+async def test_untrapped_signal_cuts_terminate_short() -> None:
+    # A process that does not trap exits is killed even while it runs terminate/2.
+    entered = anyio.Event()
+
+    class SlowTerminate(otp.GenServer):
+        async def terminate(self, reason: Any) -> None:
+            entered.set()
+            await anyio.sleep_forever()
+
+    async with otp.Node() as node:
+        ref = await node.spawn(SlowTerminate)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ref._shutdown, None)
+            await entered.wait()
+            ref.exit("cut short")
+        assert ref.exit_reason == "cut short"
