@@ -1377,6 +1377,10 @@ class InMemoryBroker:
         if not targets:
             self._dead_letter(DeadLetter(message, None, "no_subscriber", topic=BROADCAST))
             return 0
+        return await self._broadcast_to(message, targets)
+
+    async def _broadcast_to(self, message: Any, targets: Iterable[ActorRef]) -> int:
+        # Middleware has run: hand ``message`` to each target's handle_info.
         delivered = 0
         item = (INFO, message, None)
         for ref in targets:

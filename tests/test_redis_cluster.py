@@ -8,11 +8,15 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 import pytest
 
 pytest.importorskip("coredis", reason="the Redis broker needs coredis (pip install anyotp[redis])")
 
+import coredis
+
 import otp
+import otp.testing
 from otp.redis import RedisBroker
 from tests._cluster_messages import Echo, InitFails
 from tests._helpers import Counter
@@ -102,3 +106,206 @@ async def test_remote_supervisor_operations_and_their_errors(nodes: NodeFactory)
 
 async def _running(sup: Any, child_id: str) -> bool:
     return any(i.id == child_id and i.ref is not None for i in await sup.which_children())
+
+
+# ---------------------------------------------------------------------------- global names
+
+
+async def test_a_global_name_is_unique_across_nodes_and_located_anywhere(
+    nodes: NodeFactory,
+) -> None:
+    async with nodes("a", "b") as (a, b):
+        svc = await a.spawn(Echo, "one", name=otp.Global("svc"))
+        with pytest.raises(otp.NameTaken) as taken:
+            await b.spawn(Echo, name=otp.Global("svc"))
+        holder = taken.value.holder
+        assert isinstance(holder, otp.RemoteRef) and holder.node == "a" and holder.id == svc.id
+        assert b.whereis("svc") is None  # the failed start left nothing behind
+        found = await b.locate("svc")
+        assert isinstance(found, otp.RemoteRef) and found.node == "a"
+        assert await found.call("hi") == ["a", "hi", "one"]
+        assert await a.locate("svc") is svc
+        # A plain name on another node is another namespace, as in Erlang.
+        plain = await b.spawn(Echo, name="svc")
+        await plain.stop()
+        # Freed when the actor exits: another node may take it at once.
+        await svc.stop()
+        await until_claimed(b, "svc2", "svc")
+        moved = await a.locate("svc")
+        assert isinstance(moved, otp.RemoteRef) and moved.node == "b"
+
+
+async def until_claimed(node: otp.Node, tag: str, name: str) -> otp.ActorRef:
+    """Start Echo(tag) as Global(name) on ``node`` once the name is free (the release is
+    one Redis round trip behind the exit)."""
+    box: list[otp.ActorRef] = []
+
+    async def claim() -> bool:
+        try:
+            box.append(await node.spawn(Echo, tag, name=otp.Global(name)))
+        except otp.NameTaken:
+            return False
+        return True
+
+    await otp.testing.wait_until(claim)
+    return box[0]
+
+
+async def test_a_global_name_is_freed_when_its_node_leaves(nodes: NodeFactory) -> None:
+    async with nodes("b") as (b,):
+        async with nodes("a") as (a,):
+            await a.spawn(Echo, name=otp.Global("svc"))
+        # a has left: its names went with it, without waiting for a TTL.
+        ref = await b.spawn(Echo, "b", name=otp.Global("svc"))
+        assert await b.locate("svc") is ref
+
+
+async def test_a_supervised_global_child_keeps_its_name_across_restarts(
+    nodes: NodeFactory,
+) -> None:
+    async with nodes("a", "b") as (a, b):
+        sup = await a.start(otp.supervisor("sup", [otp.worker(Echo, name=otp.Global("svc"))]))
+        first = a.whereis("svc")
+        first.kill()
+        fresh = await otp.testing.wait_for_restart(sup, "svc", first)
+        located = await b.locate("svc")
+        assert located is not None and located.id == fresh.id
+        with pytest.raises(otp.NameTaken):
+            await b.spawn(Echo, name=otp.Global("svc"))
+
+
+async def test_concurrent_claims_have_exactly_one_winner(nodes: NodeFactory) -> None:
+    async with nodes("a", "b", "c") as all_nodes:
+        outcomes: list[Any] = []
+
+        async def claim(node: otp.Node, i: int) -> None:
+            try:
+                outcomes.append(await node.spawn(Echo, i, name=otp.Global("race")))
+            except otp.NameTaken:
+                outcomes.append(None)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(12):
+                tg.start_soon(claim, all_nodes[i % 3], i)
+        winners = [ref for ref in outcomes if ref is not None]
+        assert len(winners) == 1 and len(outcomes) == 12
+
+
+async def test_a_node_taken_over_gives_up_the_name_and_stops_the_actor(
+    nodes: NodeFactory,
+    redis_url: str,
+    prefix: str,  # noqa: F811
+) -> None:
+    async with nodes("a") as (a,):
+        events: list[Any] = []
+        a.add_event_listener(lambda e: events.append(e) if e.kind == "global_name_lost" else None)
+        svc = await a.spawn(Echo, name=otp.Global("svc"))
+        client = coredis.Redis.from_url(redis_url)
+        async with client:
+            key = f"{prefix}:g:svc"
+            # Redis lost the key (a restart): the next heartbeat writes it again.
+            await client.delete([key])
+            await otp.testing.wait_until(lambda: client.exists([key]), timeout=5.0)
+            # Another incarnation took it meanwhile (this node was cut off): give it up.
+            await client.set(key, "other someone 1")
+            assert await svc.join(timeout=5.0) == ("global_name_conflict", "svc")
+            assert events and events[0].detail == "svc"
+            assert await client.get(key) == b"other someone 1"  # never deleted by a
+
+
+# ---------------------------------------------------------------------------- groups
+
+
+async def test_groups_span_nodes(nodes: NodeFactory) -> None:
+    async with nodes("a", "b", "c") as (a, b, c):
+        wa = await a.spawn(Echo, "wa")
+        wb1, wb2 = await b.spawn(Echo, "wb1"), await b.spawn(Echo, "wb2")
+        await a.groups.join("workers", wa)
+        await b.groups.join("workers", [wb1, wb2])
+        await b.groups.join("other", wb1)
+        members = await c.groups.members("workers")
+        assert [(m.node, m.id) for m in members] == [("a", wa.id), ("b", wb1.id), ("b", wb2.id)]
+        assert all(isinstance(m, otp.RemoteRef) for m in members)
+        assert await members[1].call("x") == ["b", "x", "wb1"]
+        mine = await a.groups.members("workers")
+        assert mine[0] is wa  # this node's own members are local refs
+        assert await c.groups.which_groups() == ["other", "workers"]
+        # Routing by key agrees on every node.
+        for key in ("k1", "k2", "k3"):
+            routed = {(await n.groups.route("workers", key)).id for n in (a, b, c)}
+            assert len(routed) == 1
+        # Leave, exit and a node leaving all remove members everywhere.
+        await b.groups.leave("workers", wb2)
+        assert [m.id for m in await c.groups.members("workers")] == [wa.id, wb1.id]
+        await wb1.stop()  # the exit's removal is one Redis round trip behind it
+
+        async def only_wa() -> bool:
+            return [m.id for m in await c.groups.members("workers")] == [wa.id]
+
+        await otp.testing.wait_until(only_wa)
+        assert await c.groups.which_groups() == ["workers"]
+
+
+async def test_group_members_of_a_node_that_left_vanish(nodes: NodeFactory) -> None:
+    async with nodes("c") as (c,):
+        async with nodes("a") as (a,):
+            await a.groups.join("g", await a.spawn(Echo))
+            assert len(await c.groups.members("g")) == 1
+        assert await c.groups.members("g") == []
+
+
+async def test_group_monitor_sees_changes_on_other_nodes(nodes: NodeFactory) -> None:
+    async with nodes("a", "b") as (a, b):
+        w = await b.spawn(Echo)
+        async with a.groups.monitor("g") as watch:
+            assert watch.members == []
+            await b.groups.join("g", w)
+            with anyio.fail_after(5):
+                change = await watch.receive()
+            assert [r.id for r in change.joined] == [w.id] and change.left == ()
+            w.kill()
+            with anyio.fail_after(5):
+                change = await watch.receive()
+            assert [r.id for r in change.left] == [w.id]
+
+
+# ---------------------------------------------------------------------------- broadcast
+
+
+async def test_broadcast_reaches_every_node_with_the_filter(nodes: NodeFactory) -> None:
+    async with nodes("a", "b", "c") as (a, b, c):
+        refs = {
+            "a": [await a.spawn(Recorder, name="ra")],
+            "b": [await b.spawn(Recorder, name="rb"), await b.spawn(Recorder)],
+            "c": [await c.spawn(Recorder, name="rc")],
+        }
+        staged: list[Any] = []
+        a.broker.use(lambda envelope: staged.append(envelope.topic) or envelope)
+        assert await a.broker.broadcast("hello") == 4
+        assert staged == [otp.BROADCAST]  # middleware once, on the broadcasting node
+        for group in refs.values():
+            for ref in group:
+                assert await ref.call("got") == ["hello"]
+        seen: list[Any] = []
+
+        def named(ref: Any) -> bool:
+            seen.append(ref)
+            return ref.name in ("ra", "rc")
+
+        assert await b.broker.broadcast("picked", where=named) == 2
+        assert {type(r).__name__ for r in seen} == {"ActorRef", "RemoteRef"}
+        assert await refs["c"][0].call("got") == ["hello", "picked"]
+        assert await refs["b"][0].call("got") == ["hello"]
+        assert await c.broker.broadcast("none", where=lambda ref: False) == 0
+        assert c.broker.recent_dead_letters[-1].reason == "no_subscriber"
+
+
+class Recorder(otp.GenServer):
+    async def init(self) -> None:
+        self.got: list[Any] = []
+
+    async def handle_info(self, message: Any) -> None:
+        self.got.append(message)
+
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        return list(self.got)

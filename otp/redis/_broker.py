@@ -19,7 +19,6 @@ from .._actor import ActorRef
 from .._broker import (
     DeadLetter,
     Envelope,
-    InMemoryBroker,
     Subscription,
     _check_pattern,
     _check_priority,
@@ -30,6 +29,7 @@ from .._codec import Codec, JsonCodec, Undecodable
 from .._exceptions import CodecError, InvalidTopic, NoSubscriber, RequestTimeout
 from .._mailbox import Mailbox
 from .._remote import RemoteRef
+from ._cluster import ClusterPrimitives
 from ._frames import get, malformed, opt
 from ._membership import Membership
 from ._naming import INBOX, Names, check_node_name
@@ -47,7 +47,7 @@ logger = logging.getLogger("otp.redis")
 _UTC = datetime.UTC
 
 
-class RedisBroker(InMemoryBroker):
+class RedisBroker(ClusterPrimitives):
     """A :class:`otp.Broker` on Redis: ``otp.Node(name="a", broker=RedisBroker(url))``.
 
     It keeps the in-memory broker's local machinery (subscriptions, actor delivery,
@@ -202,7 +202,8 @@ class RedisBroker(InMemoryBroker):
         session.start_error = None
         try:
             await node._task_group.start(
-                session.run, (self._topic_lane_loop, self.remote_actors.lane_loop)
+                session.run,
+                (self._topic_lane_loop, self.remote_actors.lane_loop, self._cluster_loop),
             )
         except BaseException:
             self._node = None
@@ -212,6 +213,7 @@ class RedisBroker(InMemoryBroker):
             self._node = None
             await super()._detach(node)
             raise session.start_error
+        await self._cluster_started()
 
     async def _detach(self, node: Node) -> None:
         if node is not self._node:
@@ -220,6 +222,7 @@ class RedisBroker(InMemoryBroker):
         try:
             # The node's actors have exited: their Down notices and last replies are
             # queued; send them, tell the peers, then leave.
+            await self._cluster_flush(min(2.0, self.node_ttl))
             await session.flush(min(2.0, self.node_ttl))
             with anyio.move_on_after(1.0):
                 await self.membership.say_goodbye({peer for peer, _ in self.remote_actors.mon_in})
