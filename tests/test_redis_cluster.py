@@ -193,7 +193,7 @@ async def test_concurrent_claims_have_exactly_one_winner(nodes: NodeFactory) -> 
 
 async def test_a_node_taken_over_gives_up_the_name_and_stops_the_actor(
     nodes: NodeFactory,
-    redis_url: str,
+    redis_url: str,  # noqa: F811
     prefix: str,  # noqa: F811
 ) -> None:
     async with nodes("a") as (a,):
