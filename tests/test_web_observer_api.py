@@ -487,6 +487,25 @@ async def test_serve_arguments() -> None:
             assert again.port == server.port
 
 
+async def test_a_cancelled_body_stops_the_server_cleanly() -> None:
+    async def watch(url: str) -> None:
+        async with httpx.AsyncClient(base_url=url) as client:
+            async with sse(client) as stream:
+                async for _name, _data in stream:
+                    pass
+
+    async with otp.Node() as node:
+        with anyio.move_on_after(1.0) as scope:
+            async with observer.serve(node, port=0) as server:
+                port = server.port
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(watch, server.url)
+                    await anyio.sleep_forever()
+        assert scope.cancelled_caught
+        async with observer.serve(node, port=port) as again:  # the port is free again
+            assert again.port == port
+
+
 async def test_a_thousand_actors() -> None:
     async with otp.Node(name="big") as node:
         await node.start(

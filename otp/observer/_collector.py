@@ -250,7 +250,7 @@ class Collector:
                 async for envelope in sub:
                     letter = envelope.message
                     if isinstance(letter, DeadLetter):
-                        self.dead_letters[letter.topic or "(actor mailbox)"] += 1
+                        self.dead_letters[letter.topic or "(to actors)"] += 1
         except (OTPError, OSError) as exc:
             logger.warning("otp.observer: cannot count dead letters: %s", exc)
             task_status.started()

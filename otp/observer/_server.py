@@ -95,6 +95,7 @@ class ObserverServer:
         self._inject_crash = inject_crash
         self._stop = anyio.Event()
         self._done = anyio.Event()
+        self._hard_stop = anyio.CancelScope(shield=True)
         self._tasks: TaskGroup | None = None
         self._stack = contextlib.AsyncExitStack()
         self.app: ObserverApp | None = None
@@ -166,10 +167,15 @@ class ObserverServer:
         return self
 
     async def _run(self, serve: Any, app: ObserverApp, config: Config) -> None:
-        try:
-            await serve(app, config, shutdown_trigger=self._stop.wait)
-        finally:
-            self._done.set()
+        # Shielded: Hypercorn stops through its shutdown trigger (set in __aexit__), never by
+        # a cancellation from outside (a node body cancelled by a signal, say), which its
+        # asyncio server does not survive cleanly. Past the grace period __aexit__ cancels
+        # this scope itself.
+        with self._hard_stop:
+            try:
+                await serve(app, config, shutdown_trigger=self._stop.wait)
+            finally:
+                self._done.set()
 
     async def __aexit__(
         self,
@@ -184,6 +190,7 @@ class ObserverServer:
         # Hypercorn stops within its grace period; past it (a stuck connection) it is cancelled.
         with anyio.move_on_after(GRACE + 2.0, shield=True):
             await self._done.wait()
+        self._hard_stop.cancel()
         self._tasks.cancel_scope.cancel()
         await self._stack.__aexit__(exc_type, exc, tb)
 

@@ -45,6 +45,7 @@ function reasonText(r) {
 }
 
 const refNames = new Map(); // ref id -> child id, for actors without a registered name
+const unnamed = new Map();  // ref id -> [event cells written before its name was known]
 
 function refText(r) {
   if (!r) return "";
@@ -193,7 +194,10 @@ function renderTree(tree) {
     seen.add(entry.key);
     updateRow(row, entry);
     if (entry.item.ref && !refNames.has(entry.item.ref.id)) {
-      refNames.set(entry.item.ref.id, entry.item.id);
+      const refId = entry.item.ref.id;
+      refNames.set(refId, entry.item.id);
+      for (const [cell, ev] of unnamed.get(refId) || []) cell.textContent = whoOf(ev);
+      unnamed.delete(refId);
       if (refNames.size > 20000) refNames.delete(refNames.keys().next().value);
     }
   }
@@ -383,18 +387,30 @@ function groupOf(ev) {
   }
 }
 
+function whoOf(ev) {
+  if (ev.kind === "gave_up") return refText(ev.supervisor);
+  let who = refText(ev.actor);
+  if (ev.supervisor) who += (who ? " under " : "") + (ev.supervisor.name || refText(ev.supervisor));
+  return who;
+}
+
 function eventRow(ev) {
   const g = groupOf(ev);
   const row = el("div", `event g-${g}`);
   row.dataset.kind = ev.kind;
   row.dataset.group = g;
   const time = (ev.timestamp || "").slice(11, 23);
-  let who = refText(ev.actor);
-  if (ev.supervisor && ev.kind !== "gave_up") who += (who ? " under " : "") + (ev.supervisor.name || refText(ev.supervisor));
-  if (ev.kind === "gave_up") who = refText(ev.supervisor);
   let what = reasonText(ev.reason);
   if (ev.detail !== null && ev.detail !== undefined) what += (what ? " · " : "") + reasonText(ev.detail);
-  row.append(el("span", "t", time), el("span", "k", ev.kind), el("span", "w", who), el("span", "r", what));
+  const who = el("span", "w", whoOf(ev));
+  const a = ev.actor;
+  if (a && a.type === "ref" && (a.name === null || a.name === undefined) && !refNames.has(a.id)) {
+    // Named once the tree shows this incarnation (a start comes before the tree).
+    if (!unnamed.has(a.id)) unnamed.set(a.id, []);
+    unnamed.get(a.id).push([who, ev]);
+    if (unnamed.size > 2000) unnamed.delete(unnamed.keys().next().value);
+  }
+  row.append(el("span", "t", time), el("span", "k", ev.kind), who, el("span", "r", what));
   row.title = JSON.stringify(ev);
   return row;
 }
