@@ -8,6 +8,7 @@ import anyio
 import attrs
 
 import otp
+from otp.testing import wait_for_restart, wait_until
 
 
 @attrs.frozen
@@ -88,24 +89,8 @@ class FailingInit(otp.GenServer):
 
 
 async def until(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` (sync or async) is true: event-driven where possible
-    (``wait_all_tasks_blocked``), with a bounded timeout so a bug fails instead of hanging."""
-    import inspect
-
-    with anyio.fail_after(timeout):
-        while True:
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.wait_all_tasks_blocked()
-            result = predicate()
-            if inspect.isawaitable(result):
-                result = await result
-            if result:
-                return
-            await anyio.sleep(0.001)
+    """Wait until ``predicate()`` (sync or async) is true: ``otp.testing.wait_until``."""
+    await wait_until(predicate, timeout)
 
 
 async def child_ref(sup: otp.SupervisorRef, child_id: str) -> otp.ActorRef | None:
@@ -116,15 +101,6 @@ async def child_ref(sup: otp.SupervisorRef, child_id: str) -> otp.ActorRef | Non
 
 
 async def restarted(sup: otp.SupervisorRef, child_id: str, old: Any) -> otp.ActorRef:
-    """Wait until ``child_id`` runs again with a ref other than ``old``; return it."""
-    box: list[otp.ActorRef] = []
-
-    async def check() -> bool:
-        ref = await child_ref(sup, child_id)
-        if ref is not None and ref != old and ref.alive:
-            box.append(ref)
-            return True
-        return False
-
-    await until(check)
-    return box[-1]
+    """Wait until ``child_id`` runs again with a ref other than ``old``; return it
+    (``otp.testing.wait_for_restart``)."""
+    return await wait_for_restart(sup, child_id, old)

@@ -1,18 +1,7 @@
-"""Every test runs on both backends; trio is never dropped silently."""
+"""Every test runs on both backends through the project's own pytest plugin
+(``otp.pytest_plugin``: the ``anyio_backend`` fixture over asyncio and trio, where a missing
+trio fails loudly instead of skipping, and the ``otp_node`` fixture)."""
 
 from __future__ import annotations
 
-import pytest
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("asyncio", id="asyncio"),
-        pytest.param("trio", id="trio"),
-    ]
-)
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    if request.param == "trio":
-        import trio  # noqa: F401  -- a missing trio fails loudly instead of skipping
-
-    return str(request.param)
+pytest_plugins = ["otp.pytest_plugin"]
