@@ -292,7 +292,7 @@ class _Effects:
 
 
 class _Machine:
-    """The engine's bookkeeping; its repr is what ``ref.get_state()`` shows of it."""
+    """The engine's bookkeeping (in a slot of the machine: never among its attributes)."""
 
     __slots__ = ("postponed", "queue", "stopping", "timers", "zero")
 
@@ -303,12 +303,16 @@ class _Machine:
         self.zero: list[Hashable] = []  # zero-time timeouts due, in order (gen_statem's t0q)
         self.stopping = False
 
-    def __repr__(self) -> str:
-        timeouts = {
-            (key[1] if isinstance(key, tuple) else str(key)): timer.content
-            for key, timer in self.timers.items()
+    def status(self) -> dict[str, Any]:
+        """A copy for ``get_state`` and crash reports (gen_statem's ``postponed`` and
+        ``timeouts`` in ``sys:get_status``); timeouts by kind, generic ones by name."""
+        return {
+            "postponed": list(self.postponed),
+            "timeouts": {
+                (key[1] if isinstance(key, tuple) else str(key)): timer.content
+                for key, timer in self.timers.items()
+            },
         }
-        return f"<machine postponed={self.postponed!r} timeouts={timeouts!r}>"
 
 
 _STOPPED: Final = object()
@@ -358,9 +362,16 @@ class StateMachine(GenServer):
     #: Run an ``ENTER`` event in the new state on every state change.
     state_enter: ClassVar[bool] = False
 
+    __slots__ = ("_otp_machine",)  # kept out of vars(): get_state shows only the data
+
     #: The current state (set by the machine).
     state: Any
     _otp_machine: _Machine
+
+    _otp_async_callbacks: ClassVar[tuple[str, ...]] = (
+        *GenServer._otp_async_callbacks,
+        "handle_event",
+    )
 
     def __init__(self) -> None:
         self.state = None
@@ -417,6 +428,13 @@ class StateMachine(GenServer):
             f"{type(self).__name__} uses HANDLE_EVENT_FUNCTION but does not define "
             f"handle_event; it got {event!r} in state {state!r}"
         )
+
+    def format_status(self, state: dict[str, Any]) -> Any:
+        """What ``get_state``, crash reports and snapshots show (see
+        :meth:`GenServer.format_status`). The default adds ``"_otp_machine"``: the postponed
+        events and the running timeouts; an override that redacts may call
+        ``super().format_status(state)`` to keep them."""
+        return {**state, "_otp_machine": self._otp_machine.status()}
 
     def stop(self, reason: Any = "normal") -> None:
         """End the machine once the current event is handled (events it inserted are not);
@@ -678,6 +696,12 @@ class StateMachine(GenServer):
             and not hasattr(StateMachine, state)
             else None
         )
+        if callable(function) and not inspect.iscoroutinefunction(function):
+            raise BadTransition(
+                self.ref,
+                f"the state function {type(self).__qualname__}.{state} must be an async def "
+                f"(async def {state}(self, event)): the machine awaits it",
+            )
         if function is None or not inspect.iscoroutinefunction(function):
             raise BadTransition(
                 self.ref,

@@ -314,9 +314,23 @@ async def test_repeat_state_without_state_enter_is_keep_state() -> None:
             ("a", "state_timeout", "kept"),
             ("a", "cast", "after"),
         ]
-        assert "postponed=[StateEvent(cast, Do(tag='p'" in repr(
-            (await ref.get_state())["_otp_machine"]
-        )
+        postponed = (await ref.get_state())["_otp_machine"]["postponed"]
+        assert [e.content.tag for e in postponed] == ["p"]
+
+
+async def test_repeat_state_from_an_enter_call_runs_it_again() -> None:
+    # OTP 25: an enter call returning repeat_state twice -> [{a,enter,a,0},{a,enter,a,1},
+    # {a,enter,a,2}, ...].
+    log: list[Any] = []
+    runs = iter(range(3))
+
+    def enter_a(machine: Scripted, event: otp.StateEvent) -> otp.Transition:
+        return otp.RepeatState() if next(runs) < 2 else None
+
+    async with otp.Node() as node:
+        ref = await node.spawn(ScriptedEnter, log, "a", (), {"a": enter_a})
+        await ref.cast("x")
+        assert await _logged(log, 4) == [("a", "enter", "a")] * 3 + [("a", "cast", "x")]
 
 
 @pytest.mark.parametrize(
@@ -505,6 +519,30 @@ async def test_event_timeout_is_cancelled_by_an_inserted_event() -> None:
         ]
 
 
+async def test_a_zero_state_timeout_event_cancels_an_event_timeout() -> None:
+    # gen_statem: "so does a state time-out zero event, if it was generated before the
+    # event time-out timer was started". OTP 25: [{a,cast,both}, {a,state_timeout,st0},
+    # {a,{timeout,fence},fence}].
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(Scripted, log)
+        await ref.cast(
+            Do(
+                "both",
+                otp.KeepState(
+                    otp.EventTimeout(0.02, "evt"),
+                    otp.StateTimeout(0, "st0"),
+                    otp.GenericTimeout("fence", 0.2, "fence"),
+                ),
+            )
+        )
+        assert await _logged(log, 3) == [
+            ("a", "cast", "both"),
+            ("a", "state_timeout", "st0"),
+            ("a", "generic_timeout", "fence"),
+        ]
+
+
 async def test_zero_event_timeout_comes_before_queued_messages() -> None:
     # OTP 25: cast {ev0}, cast other -> [{cast,1}, {timeout,zero}, {cast,other}].
     log: list[Any] = []
@@ -669,8 +707,8 @@ async def test_timers_end_with_the_machine() -> None:
                 otp.GenericTimeout("g", 1000, "g"),
             ),
         )
-        machine = repr((await ref.get_state())["_otp_machine"])
-        assert "timeouts={'state_timeout': 's', 'event_timeout': 'e', 'g': 'g'}" in machine
+        machine = (await ref.get_state())["_otp_machine"]
+        assert machine["timeouts"] == {"state_timeout": "s", "event_timeout": "e", "g": "g"}
         assert _timer_tasks() == 3
         await ref.stop()
         await wait_until(lambda: _timer_tasks() == 0)
@@ -1009,6 +1047,98 @@ async def test_a_supervisor_restarts_a_crashed_machine_in_its_initial_state() ->
         new = await wait_for_restart(sup, "machine", ref)
         assert starts == [1, 2]
         assert await new.call("ping") == "pong"  # a fresh machine, back in "idle"
+
+
+# ---------------------------------------------------------------------------- GenServer features
+
+
+class Secretive(otp.StateMachine):
+    async def init(self) -> otp.NextState:
+        self.pin = "4711"
+        return otp.NextState("idle")
+
+    def format_status(self, state: dict[str, Any]) -> Any:
+        return {**state, "pin": "***"}
+
+    async def idle(self, event: otp.StateEvent) -> otp.Transition:
+        if event.content == "crash":
+            raise RuntimeError("crash with a secret")
+        return None
+
+
+async def test_format_status_redacts_a_machine_in_get_state_and_crash_reports(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Secretive)
+        state = await ref.get_state()
+        assert state["pin"] == "***" and state["state"] == "idle"
+        assert "_otp_machine" not in state  # the override did not call super()
+        with caplog.at_level(logging.ERROR, logger="otp"):
+            await ref.cast("crash")
+            await ref.join(5)
+        report = "\n".join(r.getMessage() for r in caplog.records)
+        assert "crash report" in report
+        assert "***" in report and "4711" not in report
+
+
+class Guard(otp.StateMachine):
+    """Traps exits: a linked actor's exit arrives as an INFO event."""
+
+    trap_exit = True
+
+    async def init(self) -> otp.NextState:
+        self.exits: list[Any] = []
+        return otp.NextState("watching")
+
+    async def watching(self, event: otp.StateEvent) -> otp.Transition:
+        match event:
+            case otp.StateEvent(E.CALL, ("link", other), caller):
+                self.link(other)
+                return otp.KeepState(otp.Reply(caller, "linked"))
+            case otp.StateEvent(E.INFO, otp.Exit(_, reason)):
+                self.exits.append(reason)
+                return otp.NextState("alone")
+        return None
+
+    async def alone(self, event: otp.StateEvent) -> otp.Transition:
+        if event.type is E.CALL:
+            return otp.KeepState(otp.Reply(event.caller, ("alone", self.exits)))
+        return None
+
+
+async def test_a_machine_that_traps_exits_gets_them_as_info_events() -> None:
+    async with otp.Node() as node:
+        guard = await node.spawn(Guard)
+        other = await node.spawn(Scripted, [])
+        assert await guard.call(("link", other)) == "linked"
+        await other.cast(Do("die", otp.Stop("gone")))
+        await wait_until(lambda: not other.alive)
+        assert await guard.call("state?") == ("alone", ["gone"])
+
+
+async def test_a_plain_def_state_function_is_refused_at_the_transition() -> None:
+    class Sync(otp.StateMachine):
+        async def init(self) -> otp.NextState:
+            return otp.NextState("idle")
+
+        def idle(self, event: otp.StateEvent) -> otp.Transition:  # not async
+            return None
+
+    async with otp.Node() as node:
+        with pytest.raises(otp.StartFailed) as info:
+            await node.spawn(Sync)
+        assert "must be an async def" in str(info.value.__cause__)
+
+
+def test_a_plain_def_handle_event_is_refused_at_definition() -> None:
+    with pytest.raises(TypeError, match="handle_event must be a coroutine function"):
+
+        class Sync(otp.StateMachine):
+            callback_mode = otp.CallbackMode.HANDLE_EVENT_FUNCTION
+
+            def handle_event(self, event: otp.StateEvent, state: Any) -> otp.Transition:  # type: ignore[override]
+                return None
 
 
 # ---------------------------------------------------------------------------- callbacks: typing
