@@ -9,11 +9,11 @@ so it cannot be interrupted by cancellation.
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import itertools
 import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from threading import get_ident
@@ -66,11 +66,6 @@ __all__ = [
 logger = logging.getLogger("otp")
 
 _ids = itertools.count(1)
-
-# The actor whose task (or a task it started) is running: the sender of ref.exit(...).
-_self_actor: contextvars.ContextVar[ActorRef | None] = contextvars.ContextVar(
-    "otp_self_actor", default=None
-)
 
 #: How many messages an actor handles back to back before it yields to other tasks.
 _BUDGET: Final = 64
@@ -484,7 +479,7 @@ class ActorRef:
         and dies at once with any other reason, without ``terminate``. A dead actor
         ignores the signal.
         """
-        self._signal(_self_actor.get(), reason, linked=False)
+        self._signal(_calling_actor(), reason, linked=False)
 
     @property
     def links(self) -> frozenset[ActorRef]:
@@ -740,7 +735,6 @@ class ActorRef:
     async def _run(self, args: tuple[Any, ...], started: Promise) -> None:
         # Invariant: whatever happens, _exit runs exactly once, synchronously.
         reason: Any = _RUNNING
-        _self_actor.set(self)  # this task's own context: nothing to reset
         try:
             try:
                 with self._scope:
@@ -977,6 +971,23 @@ class ActorRef:
         return await waiter.wait(None)
 
 
+def _calling_actor() -> ActorRef | None:
+    """The actor whose callback is running (the sender of ``ref.exit``), else ``None``.
+
+    Found by walking the stack to that actor's ``_run`` frame: no per-actor bookkeeping
+    (a context variable per actor task would cost ~140 bytes each), and exit signals are
+    rare. Code in a task the callback started is not the actor: it gets ``None``.
+    """
+    frame = sys._getframe(2)
+    code = _RUN_CODE
+    while frame is not None:
+        if frame.f_code is code:
+            actor = frame.f_locals.get("self")
+            return actor if isinstance(actor, ActorRef) else None
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 def _traps(server: GenServer) -> bool:
     try:
         return server.trap_exit is True
@@ -1126,3 +1137,4 @@ async def start_actor(
 
 
 _DEFAULT_MAILBOX: Final = Mailbox()
+_RUN_CODE: Final = ActorRef._run.__code__
