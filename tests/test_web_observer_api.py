@@ -325,6 +325,25 @@ async def test_the_tree_is_pushed_at_least_once_a_second() -> None:
         assert max(gaps) < 1.5, gaps
 
 
+async def test_event_streams_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(observer._app, "MAX_STREAMS", 2)
+    async with observed() as (_node, _server, client):
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(2):
+                stream = await stack.enter_async_context(sse(client))
+                assert (await stream.__anext__())[0] == "hello"
+            refused = await client.get("/api/events")
+            assert refused.status_code == 503
+            assert "event streams" in refused.json()["error"]
+
+        # Closed streams free their places.
+        async def accepted() -> bool:
+            async with client.stream("GET", "/api/events") as response:
+                return response.status_code == 200  # type: ignore[no-any-return]
+
+        await wait_until(accepted)
+
+
 async def test_event_bursts_are_bounded() -> None:
     async with observed() as (node, _server, client):
         ref = node.whereis("v0")

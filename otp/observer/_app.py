@@ -40,6 +40,8 @@ CrashInjector = Callable[[int | None], Awaitable[ActorRef | None]]
 MAX_BODY: Final = 4096
 #: Events replayed to a page that connects (the rest are in ``GET /api/log``).
 REPLAY: Final = 500
+#: Event streams served at once (each page holds one); more are refused with 503.
+MAX_STREAMS: Final = 32
 #: A comment line this often keeps proxies and browsers from closing a quiet stream.
 KEEPALIVE: Final = 15.0
 
@@ -310,6 +312,8 @@ class ObserverApp:
             request.query_params.get("since"), 0
         )
         with_tree = request.query_params.get("tree", "1") != "0"
+        if self.collector.watchers >= MAX_STREAMS:
+            return _error(503, f"{MAX_STREAMS} event streams are open already; close a page")
         return StreamingResponse(
             self._stream(since, with_tree),
             media_type="text/event-stream",
