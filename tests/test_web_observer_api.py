@@ -525,6 +525,47 @@ async def test_a_cancelled_body_stops_the_server_cleanly() -> None:
             assert again.port == port
 
 
+async def test_create_app_runs_its_collector_in_the_lifespan() -> None:
+    async with otp.Node(name="mounted") as node:
+        app = observer.create_app(node, allowed_hosts=["observer.test"])
+        to_app: Any
+        to_app, from_host = anyio.create_memory_object_stream[dict[str, Any]](4)
+        to_host, from_app = anyio.create_memory_object_stream[dict[str, Any]](4)
+
+        async def receive() -> dict[str, Any]:
+            return await from_host.receive()
+
+        async def send(message: dict[str, Any]) -> None:
+            await to_host.send(message)
+
+        with to_app, from_host, to_host, from_app:
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(
+                    app, {"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send
+                )
+                await to_app.send({"type": "lifespan.startup"})
+                assert (await from_app.receive())["type"] == "lifespan.startup.complete"
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(
+                    transport=transport, base_url="http://observer.test"
+                ) as c:
+                    assert (await c.get("/api/tree")).json()["node"] == "mounted"
+                    await node.broker.publish("nobody.home", 1)
+
+                    async def counted() -> Any:
+                        rows = (await c.get("/api/topics")).json()["topics"]
+                        return [r for r in rows if r["topic"] == "nobody.home"]
+
+                    assert (await wait_until(counted))[0]["dead_letters"] == 1
+                    # The allowed host is the only one answered.
+                    other = await c.get("http://elsewhere.test/api/tree")
+                    assert other.status_code == 421
+                await to_app.send({"type": "lifespan.shutdown"})
+                assert (await from_app.receive())["type"] == "lifespan.shutdown.complete"
+        with pytest.raises(ValueError, match="token"):
+            observer.create_app(node, actions=True)
+
+
 async def test_a_thousand_actors() -> None:
     async with otp.Node(name="big") as node:
         await node.start(
