@@ -830,7 +830,18 @@ class InMemoryBroker:
 
     Several nodes in one process may share one broker; :meth:`broadcast` then reaches the
     actors of all of them.
+
+    Extension points for a networked broker (``otp.redis.RedisBroker`` uses exactly these,
+    so it stands in wherever an ``InMemoryBroker`` does): :meth:`_dispatch` and
+    :meth:`_dispatch_nowait` (where a publish goes after its middleware; locally, to the
+    subscribers), :attr:`_needs_envelope` (always build the envelope), :meth:`_new_inbox`
+    (the reply topic of a request), :meth:`_pattern_wanted` / :meth:`_pattern_unwanted`
+    (a subscriber of a pattern came or went), and ``_attach``/``_detach``. Received
+    traffic is handed to local subscribers with :meth:`_deliver`.
     """
+
+    #: Build an :class:`Envelope` for every publish (a networked broker sends it).
+    _needs_envelope: bool = False
 
     def __init__(self) -> None:
         self._nodes: list[Node] = []
@@ -931,10 +942,20 @@ class InMemoryBroker:
         sub = Subscription(topic, mailbox, on_drop=self._receiver_dropped)
         self._add(topic, sub)
         try:
+            await self._pattern_wanted(topic)
             yield sub
         finally:
             self._remove(topic, sub)
             sub._close(discard=True)
+            self._pattern_unwanted(topic)
+
+    async def _pattern_wanted(self, pattern: str) -> None:
+        """Extension point: one more subscriber (a subscription or an actor) of
+        ``pattern``, already added locally. A networked broker subscribes upstream here;
+        it may raise to refuse (the subscriber is then removed)."""
+
+    def _pattern_unwanted(self, pattern: str) -> None:
+        """Extension point: one subscriber of ``pattern`` less; synchronous."""
 
     async def _subscribe_actor(self, ref: ActorRef, topic: str) -> None:
         _check_pattern(topic)
@@ -947,6 +968,7 @@ class InMemoryBroker:
             return
         mine.add(topic)
         self._add(topic, ref)
+        await self._pattern_wanted(topic)
 
     async def _unsubscribe_actor(self, ref: ActorRef, topic: str) -> None:
         mine = self._actor_subs.get(ref)
@@ -956,12 +978,14 @@ class InMemoryBroker:
         self._remove(topic, ref)
         if not mine:
             del self._actor_subs[ref]
+        self._pattern_unwanted(topic)
 
     def _actor_exited(self, ref: ActorRef) -> None:
         mine = self._actor_subs.pop(ref, None)
         if mine:
             for topic in mine:
                 self._remove(topic, ref)
+                self._pattern_unwanted(topic)
 
     # ------------------------------------------------------------------ routing
 
@@ -1111,7 +1135,7 @@ class InMemoryBroker:
             if envelope is None:
                 return 0
             topic, message, targets = self._after_stages(topic, envelope, targets)
-        return await self._deliver(topic, message, sender, envelope, targets)
+        return await self._dispatch(topic, message, sender, envelope, targets)
 
     def publish_nowait(
         self,
@@ -1135,6 +1159,19 @@ class InMemoryBroker:
             if envelope is None:
                 return 0
             topic, message, targets = self._after_stages(topic, envelope, targets)
+        return self._dispatch_nowait(topic, message, sender, envelope, targets)
+
+    def _dispatch_nowait(
+        self,
+        topic: str,
+        message: Any,
+        sender: ActorRef | None,
+        envelope: Envelope | None,
+        targets: tuple[Any, ...],
+    ) -> int:
+        """Extension point: where :meth:`publish_nowait` sends a message after its
+        middleware (locally: to the subscribers with room; full ``BLOCK`` ones get a dead
+        letter). Returns how many accepted it."""
         delivered, waiting = self._deliver_now(topic, message, sender, envelope, targets)
         for _, _, _, dead in waiting:
             self._dropped += 1
@@ -1160,7 +1197,7 @@ class InMemoryBroker:
             targets = self._route(_check_publish_topic(topic))
         self._published += 1
         envelope: Envelope | None = None
-        if headers or reply_to is not None or priority or self._stages:
+        if headers or reply_to is not None or priority or self._stages or self._needs_envelope:
             if priority:
                 _check_priority(priority)
             if reply_to is not None:
@@ -1224,6 +1261,15 @@ class InMemoryBroker:
                 self._dead_letter(dead)
         self._delivered += delivered
         return delivered
+
+    #: Extension point: where :meth:`publish` sends a message after its middleware
+    #: (same signature as :meth:`_deliver`; locally it *is* :meth:`_deliver`, without an
+    #: extra call on the hot path). A networked broker sends it to the network instead.
+    _dispatch = _deliver
+
+    def _new_inbox(self) -> str:
+        """Extension point: a fresh reply topic for :meth:`request`."""
+        return f"{_INBOX}{self._prefix}-{next(self._ids)}"
 
     def _deliver_now(
         self,
@@ -1307,7 +1353,7 @@ class InMemoryBroker:
         waits forever; publishing to a full ``BLOCK`` subscriber counts against it).
         """
         _check_topic(topic)
-        inbox = f"{_INBOX}{self._prefix}-{next(self._ids)}"
+        inbox = self._new_inbox()
         waiter = _Waiter(self._backend().promise(), self._receiver_dropped)
         self._add(inbox, waiter)
         try:

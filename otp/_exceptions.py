@@ -16,6 +16,7 @@ __all__ = [
     "NoSubscriber",
     "InvalidTopic",
     "CodecError",
+    "NodeFenced",
     "NodeNameTaken",
     "RedisUnavailable",
     "ActorExited",
@@ -535,3 +536,22 @@ class WrongThread(OTPError, RuntimeError):
 
 
 _PORTAL = frozenset({"call", "cast", "send"})
+
+
+class NodeFenced(OTPError, RuntimeError):
+    """Another process took over this node's name on Redis while this one could not renew
+    its claim (it was paused, or cut off, for longer than ``node_ttl``). This incarnation
+    stopped serving remote traffic at once; the Node ends with this error. Restart the
+    process (a new incarnation) if it should run again."""
+
+    def __init__(self, node: str, prefix: str) -> None:
+        self.node = node
+        self.prefix = prefix
+        super().__init__(
+            f"node {node!r} (prefix {prefix!r}) was fenced: another process took over its "
+            "name while this one was paused or cut off for longer than node_ttl; it stopped "
+            "serving; restart it, or give each process a unique node name"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.node, self.prefix))

@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 from ._actor import ActorRef, Shutdown, start_actor
 from ._backends import backend as _current_backend
 from ._broker import Broker, DeadLetter, InMemoryBroker
-from ._exceptions import NameTaken, SupervisorGaveUp
+from ._exceptions import NameTaken, NodeFenced, SupervisorGaveUp
 from ._gen_server import GenServer
 from ._global import Global, GlobalRegistry
 from ._groups import Groups
@@ -143,7 +143,9 @@ class Node:
         # A lone error is raised bare (the body's own exception, or a top-level give-up),
         # so both `except` and `except*` catch it; several stay grouped.
         leaves = group.exceptions
-        if len(leaves) == 1 and (leaves[0] is exc or isinstance(leaves[0], SupervisorGaveUp)):
+        if len(leaves) == 1 and (
+            leaves[0] is exc or isinstance(leaves[0], (SupervisorGaveUp, NodeFenced))
+        ):
             raise leaves[0]
         raise group
 

@@ -7,6 +7,7 @@ else skip. Nothing here needs coredis, so the skip reason is right on a bare mac
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -15,7 +16,8 @@ import tempfile
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -110,3 +112,22 @@ def redis_url() -> Iterator[str]:
 def prefix() -> str:
     """A key/channel prefix of this test alone, so parallel runs never collide."""
     return f"otptest-{uuid.uuid4().hex[:12]}"
+
+
+def redis_nodes(url: str, prefix: str) -> Any:
+    """``async with make("a", "b", **options) as (a, b):`` Nodes with a RedisBroker each, on
+    ``url`` under ``prefix``, with short heartbeats."""
+    import otp
+    from otp.redis import RedisBroker
+
+    @contextlib.asynccontextmanager
+    async def make(*names: str, **options: Any) -> AsyncIterator[list[otp.Node]]:
+        options = {"heartbeat": 0.1, "node_ttl": 0.6, **options}
+        async with contextlib.AsyncExitStack() as stack:
+            started = []
+            for name in names:
+                broker = RedisBroker(url, prefix=prefix, **options)
+                started.append(await stack.enter_async_context(otp.Node(name=name, broker=broker)))
+            yield started
+
+    return make

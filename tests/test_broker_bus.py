@@ -396,13 +396,3 @@ async def test_publish_nowait_runs_sync_middleware_and_refuses_async_stages() ->
             broker.use(slow_stage)
             with pytest.raises(TypeError, match="asynchronous"):
                 broker.publish_nowait("t", "x")
-
-
-def test_redis_broker_has_no_publish_nowait() -> None:
-    pytest.importorskip(
-        "coredis", reason="the Redis broker needs coredis (pip install anyotp[redis])"
-    )
-    from otp.redis import RedisBroker
-
-    with pytest.raises(TypeError, match=r"await broker\.publish"):
-        RedisBroker("redis://127.0.0.1:1/0").publish_nowait("t", 1)

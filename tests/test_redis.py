@@ -372,7 +372,7 @@ async def test_demonitor_and_watcher_exit_tell_the_remote_node(nodes: Any) -> No
         assert await one.call(None) is False
         await two.stop()
         await until(lambda: len(target._monitors) == before)
-        assert not b.broker.remote_actors.mon_in
+        assert not b.broker.server.mon_in
 
 
 async def test_node_leaving_cleanly(nodes: Any, redis_url: str, prefix: str) -> None:  # noqa: F811
@@ -579,3 +579,20 @@ async def test_malformed_stream_entries_are_dead_letters(
             pending = await raw.xpending(f"{prefix}:s:jobs.x", "g")
             await raw.delete([f"{prefix}:s:jobs.x"])
         assert pending.pending == 0
+
+
+async def test_publish_nowait_and_request_are_the_in_memory_brokers_own(nodes: Any) -> None:
+    # RedisBroker stands in for InMemoryBroker: no method raises for being networked.
+    async with nodes("a", "b") as (a, b):
+        assert isinstance(a.broker, otp.InMemoryBroker)
+        assert isinstance(a.broker, otp.Broker)
+        rec = await b.spawn(Recorder, "nw.*")
+        for i in range(100):
+            assert a.broker.publish_nowait("nw.x", i) == 1
+        await until(lambda: len(rec._server.got) == 100)
+        assert rec._server.got == list(range(100))
+        stats = a.broker.statistics()
+        assert stats.published >= 100 and stats.sent >= 100
+        assert stats.pipelines >= 1  # queued frames went out together
+        assert a.broker.publish_nowait("nobody.here", 1) == 1
+        await until(lambda: any(d.reason == "no_subscriber" for d in a.broker.recent_dead_letters))

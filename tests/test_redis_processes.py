@@ -223,7 +223,7 @@ async def test_malformed_payloads_end_as_dead_letters(
                 await raw.publish(channel, b"\x00not json{")
                 await raw.publish(
                     channel,
-                    b'{"k":"pub","i":"x","t":"orders.created","ts":0,'
+                    b'{"k":"pub","f":"evil","fi":"e1","i":"x","t":"orders.created","ts":0,'
                     b'"m":{"$msg":"os.system","$v":{"command":"rm -rf /"}}}',
                 )
                 await raw.publish(channel, b"[" * 2_000_000)

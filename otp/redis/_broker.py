@@ -1,5 +1,12 @@
 """The Redis broker: the in-memory broker's local machinery, carried across nodes by the
-session, membership, remote actors and streams it composes."""
+session, membership, remote actors, the server of local actors and streams it composes.
+
+It extends :class:`otp.InMemoryBroker` only through that class's extension points
+(``_dispatch``, ``_dispatch_nowait``, ``_needs_envelope``, ``_new_inbox``,
+``_pattern_wanted``/``_pattern_unwanted``, ``_attach``/``_detach``), so it stands in for it
+everywhere: ``publish``, ``publish_nowait``, ``request``, ``reply``, ``subscribe``,
+middleware and dead letters are the in-memory broker's own code.
+"""
 
 from __future__ import annotations
 
@@ -8,43 +15,92 @@ import itertools
 import logging
 import os
 import ssl as _ssl
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Mapping
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import attrs
+import coredis  # type: ignore[import-not-found, unused-ignore]
 
 from .._actor import ActorRef
 from .._broker import (
+    BrokerStatistics,
     DeadLetter,
     Envelope,
-    Subscription,
-    _check_pattern,
-    _check_priority,
     _check_topic,
-    _Waiter,
 )
 from .._codec import Codec, JsonCodec, Undecodable
-from .._exceptions import CodecError, InvalidTopic, NoSubscriber, RequestTimeout
+from .._exceptions import CodecError
 from .._mailbox import Mailbox
 from .._remote import RemoteRef
 from ._cluster import ClusterPrimitives
-from ._frames import get, malformed, opt
-from ._membership import Membership
+from ._frames import (
+    Bye,
+    Call,
+    Cast,
+    Credit,
+    Demonitor,
+    DownNotice,
+    Frame,
+    Hello,
+    Monitor,
+    Pub,
+    Reply,
+    Stop,
+    Sync,
+    Where,
+    Whereis,
+    WireRef,
+    decode,
+    encode,
+    malformed,
+)
+from ._membership import Membership, NodeDown, NodeMonitor, deliver_to
 from ._naming import INBOX, Names, check_node_name
 from ._remote import RemoteActors
-from ._session import Session, describe
+from ._serve import Server
+from ._session import Session, describe, redact
 from ._streams import Streams, StreamSubscription
 
 if TYPE_CHECKING:
     from .._node import Node
 
-__all__ = ["RedisBroker"]
+__all__ = ["RedisBroker", "RedisStatistics"]
 
 logger = logging.getLogger("otp.redis")
 
 _UTC = datetime.UTC
+
+#: Frames of these kinds act for this node's identity: served only while its lease runs.
+_SERVED: Final = (Call, Cast, Stop, Monitor, Whereis, Sync)
+
+
+@attrs.frozen
+class RedisStatistics(BrokerStatistics):
+    """:class:`otp.BrokerStatistics` of a :class:`RedisBroker`, with its own counters:
+    ``wire_errors`` (frames refused: dead letters), ``expired`` (calls dropped past their
+    deadline), ``reconnects``, ``nodes_up`` (other nodes seen up now), ``sent``
+    (frames sent), ``pipelines`` (batches of several), ``outbox`` (frames waiting to be
+    sent), ``backlog`` (inbound frames waiting for room in a mailbox), ``inbound_full``
+    (frames refused because that backlog was at ``inbound_limit``), ``credit_waits``
+    (times a sender waited for credit), ``held`` (frames held while the lease ran out)
+    and ``fenced``."""
+
+    wire_errors: int = 0
+    expired: int = 0
+    reconnects: int = 0
+    nodes_up: int = 0
+    sent: int = 0
+    pipelines: int = 0
+    outbox: int = 0
+    backlog: int = 0
+    inbound_full: int = 0
+    credit_waits: int = 0
+    held: int = 0
+    fenced: bool = False
 
 
 class RedisBroker(ClusterPrimitives):
@@ -54,23 +110,32 @@ class RedisBroker(ClusterPrimitives):
     middleware, dead letters, statistics) and carries every publish through Redis, so
     subscribers on every node sharing the Redis server and ``prefix`` receive it.
 
-    Arguments: ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``), ``prefix`` for
-    every key and channel (several systems can share one Redis), ``codec`` (an
-    :class:`otp.JsonCodec` by default), ``username``/``password`` (Redis ACL), TLS options
-    (``ssl``, ``ssl_context``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
-    ``ssl_check_hostname``), ``durable`` (topic patterns whose messages are also kept in a
-    Redis stream for :meth:`consume`), ``stream_maxlen`` (approximate stream cap),
-    ``heartbeat`` and ``node_ttl`` (seconds between liveness refreshes, and after which a
-    silent node counts as down), ``backoff`` (first and largest reconnect delay),
-    ``connect_timeout`` and ``client_options`` (passed to ``coredis.Redis.from_url``).
+    Arguments: ``url`` (``redis://``, ``rediss://`` for TLS, ``unix://``,
+    ``redis+sentinel://host:26379/<service>`` for Redis Sentinel), ``prefix`` for every key
+    and channel (several systems can share one Redis), ``codec`` (an :class:`otp.JsonCodec`
+    by default), ``username``/``password`` (Redis ACL), TLS options (``ssl``,
+    ``ssl_context``, ``ssl_ca_certs``, ``ssl_certfile``, ``ssl_keyfile``,
+    ``ssl_check_hostname``), ``sentinels`` and ``service`` (Sentinel addresses and the
+    monitored service's name, instead of a URL), ``durable`` (topic patterns whose
+    messages are also kept in a Redis stream for :meth:`consume`), ``stream_maxlen``
+    (approximate stream cap), ``heartbeat`` and ``node_ttl`` (seconds between lease
+    renewals, and after which a silent node counts as down), ``backoff`` (first and
+    largest reconnect delay), ``window`` (casts and sends to one remote actor that may be
+    unconsumed at once: the credit window), ``inbound_limit`` (inbound frames that may
+    wait for room in full mailboxes), ``outbox_limit`` (frames queued for sending before
+    ``await cast`` waits), ``connect_timeout`` and ``client_options`` (passed to coredis).
 
-    Guarantees (pub/sub): at most once; one publisher's messages reach one subscriber in
-    publish order; nothing is kept for a node that is not connected. ``publish`` returns
-    the number of Redis subscriptions (node connections) that received the message, 0 when
-    none did (a dead letter, unless the topic is durable). See ``docs/distributed.md``.
+    Guarantees: at most once for calls, casts, sends and pub/sub; at least once for
+    durable topics (:meth:`consume`); one sender's messages reach one receiver in order.
+    ``publish`` returns the number of Redis subscriptions (node connections) that
+    received the message, 0 when none did (a dead letter, unless the topic is durable);
+    ``publish_nowait`` queues it and returns 1 (0 and a dead letter while disconnected).
+    See ``docs/distributed.md`` for the protocol and every failure.
 
     One broker serves one node.
     """
+
+    _needs_envelope = True
 
     def __init__(
         self,
@@ -86,70 +151,88 @@ class RedisBroker(ClusterPrimitives):
         ssl_certfile: str | None = None,
         ssl_keyfile: str | None = None,
         ssl_check_hostname: bool = True,
+        sentinels: Iterable[tuple[str, int]] | None = None,
+        service: str | None = None,
         durable: Iterable[str] = (),
         stream_maxlen: int | None = 100_000,
         heartbeat: float = 1.0,
         node_ttl: float = 5.0,
         backoff: tuple[float, float] = (0.05, 5.0),
+        window: int = 1024,
+        inbound_limit: int = 100_000,
+        outbox_limit: int = 10_000,
         connect_timeout: float = 5.0,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.names = Names(prefix)
-        if not heartbeat > 0 or not node_ttl > heartbeat:
+        if not heartbeat > 0 or not node_ttl > heartbeat or not node_ttl < 1e6:
             raise ValueError(
                 f"need 0 < heartbeat < node_ttl, got heartbeat={heartbeat!r}, node_ttl={node_ttl!r}"
             )
+        for label, value in (
+            ("window", window),
+            ("inbound_limit", inbound_limit),
+            ("outbox_limit", outbox_limit),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be a positive int, not {value!r}")
         if codec is not None and not isinstance(codec, Codec):
             raise TypeError(f"codec must be an otp.Codec, not {codec!r}")
-        self.url = url
+        #: The URL with its password removed (safe to log).
+        self.url = redact(url)
         self.prefix = prefix
         self.codec: Codec = codec if codec is not None else JsonCodec()
         self.heartbeat = float(heartbeat)
         self.node_ttl = float(node_ttl)
         self.backoff = (float(backoff[0]), float(backoff[1]))
         self.stream_maxlen = stream_maxlen
-        client_kwargs: dict[str, Any] = {
-            "connect_timeout": connect_timeout,
-            "decode_responses": False,
-            **(client_options or {}),
-        }
-        if username is not None:
-            client_kwargs["username"] = username
-        if password is not None:
-            client_kwargs["password"] = password
-        context = ssl_context
-        if context is None and (ssl or ssl_ca_certs or ssl_certfile):
-            context = _ssl.create_default_context(cafile=ssl_ca_certs)
-            if ssl_certfile is not None:
-                context.load_cert_chain(ssl_certfile, ssl_keyfile)
-            if not ssl_check_hostname:
-                context.check_hostname = False
-        if context is not None:
-            client_kwargs["ssl_context"] = context
+        client_factory = _client_factory(
+            url,
+            username=username,
+            password=password,
+            ssl=ssl,
+            ssl_context=ssl_context,
+            ssl_ca_certs=ssl_ca_certs,
+            ssl_certfile=ssl_certfile,
+            ssl_keyfile=ssl_keyfile,
+            ssl_check_hostname=ssl_check_hostname,
+            sentinels=sentinels,
+            service=service,
+            connect_timeout=connect_timeout,
+            client_options=client_options or {},
+        )
         #: This node's name on Redis (set when the node enters).
         self.node_name = ""
         #: A random id of this node's run: a restarted node has a new one.
         self.incarnation = os.urandom(6).hex()
-        #: Payloads refused by the codec so far.
+        #: Frames refused so far (each a dead letter and a WARNING).
         self.wire_errors = 0
         self._node: Node | None = None
         self._counter = itertools.count(1)
         self._control_channel = b""
+        self._me: dict[str, str] = {}
+        # cluster clock: Redis TIME minus this host's time.time(), and the round trip
+        # of the sample it came from
+        self._clock_offset = 0.0
+        self._clock_rtt = 0.0
         self.streams = Streams(self, durable, stream_maxlen)
         self.session = Session(
             self,
-            url=url,
-            client_kwargs=client_kwargs,
+            url=self.url,
+            client_factory=client_factory,
             connect_timeout=connect_timeout,
             heartbeat=self.heartbeat,
             node_ttl=self.node_ttl,
             backoff=self.backoff,
+            outbox_limit=outbox_limit,
         )
         self.membership = Membership(self)
-        self.remote_actors = RemoteActors(self)
-        self._topic_lane: deque[tuple[str, bytes]] = deque()
+        self.remote_actors = RemoteActors(self, window=window)
+        self.server = Server(self, window=window, inbound_limit=inbound_limit)
+        self._topic_lane: deque[tuple[str, bytes] | Pub] = deque()
         self._topic_wake = anyio.Event()
+        self._held_pubs: deque[Pub] = deque()
 
     def __repr__(self) -> str:
         state = "connected" if self.session.connected else "disconnected"
@@ -170,9 +253,35 @@ class RedisBroker(ClusterPrimitives):
         """Reconnections so far."""
         return self.session.reconnects
 
+    @property
+    def fenced(self) -> bool:
+        """``True`` once another process took over this node's name (see
+        :class:`otp.redis.NodeFenced`)."""
+        return self.session.fenced
+
     async def wait_connected(self, timeout: float | None = None) -> bool:
         """Wait until connected; ``False`` if ``timeout`` seconds passed first."""
         return await self.session.wait_connected(timeout)
+
+    def statistics(self) -> RedisStatistics:
+        """A frozen snapshot of the broker's counters (see :class:`RedisStatistics`)."""
+        base = super().statistics()
+        session = self.session
+        return RedisStatistics(
+            **{a.name: getattr(base, a.name) for a in attrs.fields(BrokerStatistics)},
+            wire_errors=self.wire_errors,
+            expired=self.server.expired,
+            reconnects=session.reconnects,
+            nodes_up=len(self.membership.up),
+            sent=session.sent,
+            pipelines=session.pipelines,
+            outbox=len(session.outbox),
+            backlog=self.server.backlogged,
+            inbound_full=self.server.overflowed,
+            credit_waits=self.remote_actors.credit_waits,
+            held=len(self.server.held) + len(self._held_pubs),
+            fenced=session.fenced,
+        )
 
     def _require_node(self) -> Node:
         if self._node is None or self.session.client is None:
@@ -186,6 +295,21 @@ class RedisBroker(ClusterPrimitives):
         if self._node is not None:
             self._node._emit(kind, **fields)
 
+    # ------------------------------------------------------------------ the cluster clock
+
+    def _cluster_time(self) -> float:
+        """Now on the cluster clock (Redis' ``TIME``, as estimated on every heartbeat)."""
+        return time.time() + self._clock_offset
+
+    def _clock_tolerance(self) -> float:
+        return 0.05 + self._clock_rtt
+
+    def _clock_sample(self, redis_time: float, sent: float, received: float) -> None:
+        rtt = received - sent
+        if self._clock_rtt == 0.0 or rtt <= 2 * self._clock_rtt + 0.005:
+            self._clock_offset = redis_time - (sent + received) / 2
+            self._clock_rtt = rtt if self._clock_rtt == 0.0 else min(rtt, self._clock_rtt * 2)
+
     # ------------------------------------------------------------------ node hooks
 
     async def _attach(self, node: Node) -> None:
@@ -196,15 +320,13 @@ class RedisBroker(ClusterPrimitives):
             name = f"nonode-{os.urandom(3).hex()}"
         self.node_name = check_node_name(name)
         self._control_channel = self.names.control(self.node_name)
+        self._me = {"node": self.node_name, "incarnation": self.incarnation}
         await super()._attach(node)
         self._node = node
         session = self.session
         session.start_error = None
         try:
-            await node._task_group.start(
-                session.run,
-                (self._topic_lane_loop, self.remote_actors.lane_loop, self._cluster_loop),
-            )
+            await node._task_group.start(session.run, (self._topic_lane_loop, self._cluster_loop))
         except BaseException:
             self._node = None
             await super()._detach(node)
@@ -213,25 +335,45 @@ class RedisBroker(ClusterPrimitives):
             self._node = None
             await super()._detach(node)
             raise session.start_error
+        self._announce()
         await self._cluster_started()
+
+    def _announce(self) -> None:
+        self.session.send(self.names.cluster, self._dumps(encode(Hello(**self._me))))
 
     async def _detach(self, node: Node) -> None:
         if node is not self._node:
             return
         session = self.session
         try:
-            # The node's actors have exited: their Down notices and last replies are
-            # queued; send them, tell the peers, then leave.
-            await self._cluster_flush(min(2.0, self.node_ttl))
-            await session.flush(min(2.0, self.node_ttl))
-            with anyio.move_on_after(1.0):
-                await self.membership.say_goodbye({peer for peer, _ in self.remote_actors.mon_in})
+            if not session.fenced and session.client is not None:
+                # The node's actors have exited: their Down notices and last replies are
+                # queued; send them, tell the peers, then leave.
+                await self._cluster_flush(min(2.0, self.node_ttl))
+                await session.flush(min(2.0, self.node_ttl))
+                with anyio.move_on_after(1.0):
+                    await self._say_goodbye()
         finally:
             session.stopping.set()
             with anyio.move_on_after(5.0):
                 await session.stopped.wait()
             self._node = None
             await super()._detach(node)
+
+    async def _say_goodbye(self) -> None:
+        client = self.session.client
+        if client is None:
+            return
+        names = self.names
+        try:
+            await client.publish(names.cluster, self._dumps(encode(Bye(**self._me))))
+            # Only this incarnation's key: a takeover's is not ours to delete.
+            held = await client.get(names.node_key(self.node_name))
+            if held is not None and held.decode() == self.incarnation:
+                await client.delete([names.node_key(self.node_name)])
+            await client.zrem(names.nodes, [self.node_name])
+        except Exception as exc:
+            logger.debug("leaving Redis cleanly failed: %s", describe(exc))
 
     def _connection_lost(self, error: BaseException | None) -> None:
         logger.warning(
@@ -245,6 +387,27 @@ class RedisBroker(ClusterPrimitives):
         self._emit("broker_disconnected", reason=error)
         self.remote_actors.connection_lost()
 
+    def _peer_down(self, node: str) -> None:
+        self.remote_actors.peer_down(node)
+        self.server.peer_down(node)
+
+    def _reconnected(self) -> None:
+        self._announce()
+        self.server.grant()
+
+    def _lease_ok(self) -> None:
+        self.server.lease_ok()
+        if self._held_pubs:
+            self._topic_lane.extend(self._held_pubs)
+            self._held_pubs.clear()
+            self._topic_wake.set()
+
+    def _fenced(self) -> None:
+        self.server.fenced()
+        while self._held_pubs:
+            pub = self._held_pubs.popleft()
+            self._dead_letter(DeadLetter(pub.message, None, "fenced", topic=pub.topic))
+
     # ------------------------------------------------------------------ wire errors
 
     def _wire_error(self, error: CodecError, data: bytes, topic: str | None) -> None:
@@ -253,21 +416,60 @@ class RedisBroker(ClusterPrimitives):
         logger.warning(
             "node %r dropped a message from Redis%s: %s",
             self.node_name,
-            f" on topic {topic!r}" if topic else "",
+            f" on topic {topic[:200]!r}" if topic else "",
             error,
             extra={"otp_event": "wire_error", "otp_reason": error.reason, "otp_topic": topic},
         )
         self._dead_letter(letter)
         self._emit("dead_letter", reason=error.reason, detail=letter.message)
 
-    def _dumps(self, frame: dict[str, Any]) -> bytes:
-        data = self.codec.dumps(frame)
+    def _dumps(self, tree: dict[str, Any]) -> bytes:
+        data = self.codec.dumps(tree)
         if len(data) > self.codec.max_size:
             raise CodecError(
                 "oversized",
                 f"message of {len(data)} bytes exceeds the codec's max_size={self.codec.max_size}",
             )
         return data
+
+    # ------------------------------------------------------------------ control frames in
+
+    def _on_control(self, data: bytes) -> None:
+        """A frame on this node's control channel or the cluster channel."""
+        try:
+            frame = decode(self.codec.loads(data))
+            if frame.node == self.node_name and frame.incarnation == self.incarnation:
+                return  # our own announcement
+            self._on_frame(frame)
+        except CodecError as error:
+            self._wire_error(error, data, None)
+        except Exception as exc:  # a frame the checks let through and the code did not expect
+            logger.warning("a frame could not be handled", exc_info=True)
+            self._wire_error(CodecError("malformed", describe(exc)), data, None)
+
+    def _on_frame(self, frame: Frame) -> None:
+        membership = self.membership
+        if frame.node not in membership.up and frame.node != self.node_name:
+            membership.seen(frame.node, frame.incarnation)
+        if isinstance(frame, _SERVED):
+            self.server.serve(frame)
+        elif isinstance(frame, Reply):
+            self.remote_actors.on_reply(frame)
+        elif isinstance(frame, Credit):
+            self.remote_actors.on_credit(frame)
+        elif isinstance(frame, DownNotice):
+            self.remote_actors.on_down(frame)
+        elif isinstance(frame, Demonitor):
+            self.server.on_demonitor(frame.node, frame.mid)
+        elif isinstance(frame, Where):
+            self.remote_actors.on_where(frame)
+        elif isinstance(frame, Bye):
+            if membership.up.get(frame.node) == frame.incarnation:
+                membership.nodedown(frame.node, "left")
+        elif isinstance(frame, Hello):
+            membership.seen(frame.node, frame.incarnation)
+        else:
+            raise malformed(f"a {frame.kind} frame on a control channel")
 
     # ------------------------------------------------------------------ topics in
 
@@ -279,11 +481,34 @@ class RedisBroker(ClusterPrimitives):
         lane = self._topic_lane
         while True:
             while lane:
-                topic, data = lane.popleft()
+                item = lane.popleft()
+                if isinstance(item, Pub):
+                    pub: Pub | None = item
+                    data = b""
+                else:
+                    topic, data = item
+                    try:
+                        pub = self._decode_pub(topic, data)
+                    except CodecError as error:
+                        self._wire_error(error, data, topic)
+                        continue
+                    except Exception as exc:
+                        logger.warning("a publish could not be handled", exc_info=True)
+                        self._wire_error(CodecError("malformed", describe(exc)), data, topic)
+                        continue
+                assert pub is not None
+                session = self.session
+                if session.fenced:
+                    self._dead_letter(DeadLetter(pub.message, None, "fenced", topic=pub.topic))
+                    continue
+                if not session.serving:
+                    self._held_pubs.append(pub)
+                    session.hurry_renewal()
+                    continue
                 try:
-                    envelope = self._decode_pub(topic, data)
+                    envelope = self._envelope_of(pub)
                 except CodecError as error:
-                    self._wire_error(error, data, topic)
+                    self._wire_error(error, data, pub.topic)
                     continue
                 targets = self._lookup(envelope.topic)
                 if targets:
@@ -294,216 +519,126 @@ class RedisBroker(ClusterPrimitives):
             if not lane:
                 await self._topic_wake.wait()
 
-    def _decode_pub(self, topic: str, data: bytes) -> Envelope:
+    def _decode_pub(self, topic: str, data: bytes) -> Pub:
+        frame = decode(self.codec.loads(data))
+        if not isinstance(frame, Pub):
+            raise malformed(f"a {frame.kind} frame on a topic channel")
+        if frame.topic != topic:
+            raise malformed(f"frame topic {frame.topic[:200]!r} differs from its channel")
+        return frame
+
+    def _envelope_of(self, pub: Pub) -> Envelope:
         refs = self.remote_actors
-        frame = self.codec.loads(data)
-        if type(frame) is not dict or frame.get("k") != "pub":
-            raise malformed("not an anyotp publish frame")
-        if get(frame, "t", str) != topic:
-            raise malformed(f"frame topic {frame.get('t')!r} differs from its channel")
-        self.membership.saw(frame)
-        reply_to = opt(frame, "r", str)
-        if reply_to is not None:
-            try:
-                _check_topic(reply_to)
-            except InvalidTopic as exc:
-                raise malformed(str(exc)) from None
-        headers = opt(frame, "h", dict) or {}
-        if not all(type(k) is str and type(v) is str for k, v in headers.items()):
-            raise malformed("headers must map str to str")
-        sender_tree = opt(frame, "s", dict)
-        sender = refs._ref_from_wire(sender_tree) if sender_tree is not None else None
-        timestamp = get(frame, "ts", (int, float))
-        try:
-            when = datetime.datetime.fromtimestamp(timestamp, _UTC)
-        except (OverflowError, OSError, ValueError):
-            raise malformed("bad timestamp") from None
+        sender = refs._ref_from_wire(_ref_tree(pub.sender)) if pub.sender is not None else None
         return Envelope(
-            id=get(frame, "i", str),
-            topic=topic,
-            message=self.codec.from_wire(frame.get("m"), refs=refs),
-            timestamp=when,
+            id=pub.id,
+            topic=pub.topic,
+            message=self.codec.from_wire(pub.message, refs=refs),
+            timestamp=datetime.datetime.fromtimestamp(pub.timestamp, _UTC),
             sender=sender,
-            reply_to=reply_to,
-            headers=headers,
-            priority=opt(frame, "p", int) or 0,
+            reply_to=pub.reply_to,
+            headers=pub.headers,
+            priority=pub.priority,
         )
 
     # ------------------------------------------------------------------ topics out
 
-    def publish_nowait(
-        self,
-        topic: str,
-        message: Any,
-        *,
-        sender: ActorRef | None = None,
-        headers: Mapping[str, str] | None = None,
-        priority: int = 0,
-    ) -> int:
-        """Not available: publishing through Redis is network I/O, which cannot be done
-        without waiting. Raises ``TypeError``; use ``await broker.publish(...)``."""
-        raise TypeError(
-            "RedisBroker.publish_nowait is not available: publishing goes through Redis, "
-            "which needs I/O; use await broker.publish(...)"
-        )
-
-    async def publish(
-        self,
-        topic: str,
-        message: Any,
-        *,
-        sender: ActorRef | None = None,
-        headers: Mapping[str, str] | None = None,
-        reply_to: str | None = None,
-        priority: int = 0,
-    ) -> int:
-        """Publish ``message`` on ``topic`` to every node's subscribers through Redis.
-
-        Returns how many Redis subscriptions received it (0: nobody listened, recorded as
-        a dead letter unless the topic is durable). Middleware runs here, on the
-        publishing node. Raises :class:`InvalidTopic`, :class:`otp.CodecError` for a
-        message that cannot be encoded or is larger than the codec's ``max_size``, and
-        whatever a middleware stage raises. While Redis is unreachable the message becomes
-        a dead letter (reason ``"noconnection"``) and 0 is returned.
-        """
-        _check_topic(topic)
-        if priority:
-            _check_priority(priority)
-        if reply_to is not None:
-            _check_topic(reply_to)
-        self._require_node()
-        await self._backend().checkpoint()
-        self._published += 1
-        envelope: Envelope | None = self._envelope(
-            topic, message, sender, reply_to, headers, priority
-        )
-        if self._stages:
-            assert envelope is not None
-            envelope = await self._run_stages(envelope)
-            if envelope is None:
-                return 0
-            _check_topic(envelope.topic)
-        assert envelope is not None
-        return await self._send_envelope(envelope)
-
     def _frame_of(self, envelope: Envelope) -> bytes:
         refs = self.remote_actors
-        frame: dict[str, Any] = {
-            "k": "pub",
-            "i": envelope.id,
-            "t": envelope.topic,
-            "m": self.codec.to_wire(envelope.message, refs=refs),
-            "ts": envelope.timestamp.timestamp(),
-            "f": self.node_name,
-        }
+        sender = None
         if envelope.sender is not None:
-            frame["s"] = refs._ref_to_wire(envelope.sender)
-        if envelope.reply_to is not None:
-            frame["r"] = envelope.reply_to
-        if envelope.headers:
-            frame["h"] = dict(envelope.headers)
-        if envelope.priority:
-            frame["p"] = envelope.priority
-        return self._dumps(frame)
-
-    async def _send_envelope(self, envelope: Envelope) -> int:
-        topic = envelope.topic
-        data = self._frame_of(envelope)
-        session = self.session
-        client = session.client
-        durable = self.streams.is_durable(topic)
-        if client is None or (not session.connected and not durable):
-            self._dead_letter(DeadLetter(envelope.message, None, "noconnection", topic=topic))
-            return 0
-        try:
-            if durable:
-                await self.streams.append(client, topic, data)
-            received: int = await client.publish(self.names.topic(topic), data)
-        except Exception as exc:
-            logger.warning(
-                "publish on %r failed: %s", topic, describe(exc), extra={"otp_event": "publish"}
+            tree = refs._ref_to_wire(envelope.sender)
+            sender = WireRef(
+                node=tree["n"], incarnation=tree.get("i"), id=tree.get("a"), name=tree.get("nm")
             )
-            self._dead_letter(DeadLetter(envelope.message, None, "noconnection", topic=topic))
-            return 0
-        if not received and not durable:
-            self._dead_letter(DeadLetter(envelope.message, None, "no_subscriber", topic=topic))
-        return received
+        frame = Pub(
+            id=envelope.id,
+            topic=envelope.topic,
+            message=self.codec.to_wire(envelope.message, refs=refs),
+            timestamp=envelope.timestamp.timestamp(),
+            sender=sender,
+            reply_to=envelope.reply_to,
+            headers=dict(envelope.headers),
+            priority=envelope.priority,
+            **self._me,
+        )
+        return self._dumps(encode(frame))
 
-    # ------------------------------------------------------------------ request / reply
+    def _new_inbox(self) -> str:
+        return f"{INBOX}{self.node_name or self._prefix}.{next(self._counter)}"
 
-    async def request(
+    async def _dispatch(
         self,
         topic: str,
         message: Any,
-        *,
-        timeout: float | None = 5.0,
-        sender: ActorRef | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> Any:
-        """As :meth:`otp.InMemoryBroker.request`, across nodes: the reply comes back on
-        this node's inbox. :class:`NoSubscriber` means no node listened to ``topic``."""
-        _check_topic(topic)
+        sender: ActorRef | None,
+        envelope: Envelope | None,
+        targets: tuple[Any, ...],
+    ) -> int:
+        # Every publish goes through Redis (this node's subscribers get it back from
+        # there, as every other node's do): returns the receiving connections.
         self._require_node()
-        inbox = f"{INBOX}{self.node_name}.{next(self._counter)}"
-        waiter = _Waiter(self._backend().promise(), self._receiver_dropped)
-        self._add(inbox, waiter)
-        try:
-            with anyio.move_on_after(float("inf") if timeout is None else timeout):
-                if not await self.publish(
-                    topic, message, sender=sender, headers=headers, reply_to=inbox
-                ):
-                    raise NoSubscriber(topic)
-                return await waiter.promise.wait(None)
-            raise RequestTimeout(topic, timeout or 0.0)
-        finally:
-            self._remove(inbox, waiter)
+        assert envelope is not None
+        _check_topic(envelope.topic)
+        data = self._frame_of(envelope)
+        promise = self._backend().promise()
+        self._send_pub(envelope, data, lambda received: _resolve(promise, received))
+        received: int = await promise.wait(None)
+        return received
+
+    def _dispatch_nowait(
+        self,
+        topic: str,
+        message: Any,
+        sender: ActorRef | None,
+        envelope: Envelope | None,
+        targets: tuple[Any, ...],
+    ) -> int:
+        self._require_node()
+        assert envelope is not None
+        _check_topic(envelope.topic)
+        data = self._frame_of(envelope)
+        if not self.session.connected and not self.streams.is_durable(envelope.topic):
+            self._dead_letter(DeadLetter(envelope.message, None, "noconnection", topic=topic))
+            return 0
+        self._send_pub(envelope, data, None)
+        return 1
+
+    async def _send_envelope(self, envelope: Envelope) -> int:
+        """Publish a ready envelope through Redis, without middleware; returns the
+        receiving connections (for the cluster primitives' requests)."""
+        return await self._dispatch(envelope.topic, envelope.message, envelope.sender, envelope, ())
+
+    def _send_pub(
+        self, envelope: Envelope, data: bytes, done: Callable[[int], None] | None
+    ) -> None:
+        topic = envelope.topic
+        durable = self.streams.is_durable(topic)
+
+        def sent(received: int) -> None:
+            if received < 0:
+                self._dead_letter(DeadLetter(envelope.message, None, "noconnection", topic=topic))
+            elif received == 0 and not durable:
+                self._dead_letter(DeadLetter(envelope.message, None, "no_subscriber", topic=topic))
+            if done is not None:
+                done(max(0, received))
+
+        self.session.send(
+            self.names.topic(topic),
+            data,
+            sent,
+            retry=durable,
+            stream=self.streams.stream_args(topic) if durable else None,
+        )
 
     # ------------------------------------------------------------------ subscriptions
 
-    def subscribe(
-        self, topic: str, *, mailbox: Mailbox | None = None
-    ) -> AbstractAsyncContextManager[Subscription]:
-        """Subscribe to ``topic`` (wildcards allowed) on every node, for the body of an
-        ``async with``; the Redis subscription is confirmed when the block starts."""
-        _check_pattern(topic)
-        if mailbox is not None and not isinstance(mailbox, Mailbox):
-            raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
-        return self._redis_subscription(topic, mailbox)
-
-    @asynccontextmanager
-    async def _redis_subscription(
-        self, topic: str, mailbox: Mailbox | None
-    ) -> AsyncIterator[Subscription]:
+    async def _pattern_wanted(self, pattern: str) -> None:
         self._require_node()
-        sub = Subscription(topic, mailbox, on_drop=self._receiver_dropped)
-        self._add(topic, sub)
-        try:
-            await self.session.retain(topic)
-            yield sub
-        finally:
-            self._remove(topic, sub)
-            sub._close(discard=True)
-            self.session.release(topic)
+        await self.session.retain(pattern)
 
-    async def _subscribe_actor(self, ref: ActorRef, topic: str) -> None:
-        _check_pattern(topic)
-        mine = self._actor_subs.get(ref)
-        if not ref._alive or (mine is not None and topic in mine):
-            return
-        await super()._subscribe_actor(ref, topic)
-        if topic in self._actor_subs.get(ref, ()):
-            await self.session.retain(topic)
-
-    async def _unsubscribe_actor(self, ref: ActorRef, topic: str) -> None:
-        if topic in self._actor_subs.get(ref, ()):
-            await super()._unsubscribe_actor(ref, topic)
-            self.session.release(topic)
-
-    def _actor_exited(self, ref: ActorRef) -> None:
-        topics = list(self._actor_subs.get(ref, ()))
-        super()._actor_exited(ref)
-        for topic in topics:
-            self.session.release(topic)
+    def _pattern_unwanted(self, pattern: str) -> None:
+        self.session.release(pattern)
 
     # ------------------------------------------------------------------ streams
 
@@ -524,10 +659,13 @@ class RedisBroker(ClusterPrimitives):
         At-least-once and work sharing: each entry goes to one consumer of the group and
         stays pending until :meth:`StreamSubscription.ack`; entries a consumer left
         unacknowledged for ``claim_after`` seconds are claimed by another consumer and
-        delivered again (so a handler must tolerate duplicates). ``start`` is where a new
-        group begins (``"0"``: everything the stream holds, ``"$"``: only new entries);
-        ``consumer`` names this member (default: unique per subscription). The topic must
-        be concrete and match one of the broker's ``durable`` patterns (on every node).
+        delivered again (so a handler must tolerate duplicates). At most ``batch`` entries
+        are read ahead into the subscription's buffer, and only when it has room, so
+        nothing waits there long enough to be claimed by another consumer while this one
+        is healthy. ``start`` is where a new group begins (``"0"``: everything the stream
+        holds, ``"$"``: only new entries); ``consumer`` names this member (default: unique
+        per subscription). The topic must be concrete and match one of the broker's
+        ``durable`` patterns (on every node).
         """
         _check_topic(topic)
         if not self.streams.is_durable(topic):
@@ -539,14 +677,35 @@ class RedisBroker(ClusterPrimitives):
             raise TypeError(f"group must be a non-empty str, not {group!r}")
         if mailbox is not None and not isinstance(mailbox, Mailbox):
             raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
+        if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+            raise ValueError(f"batch must be a positive int, not {batch!r}")
+        if not claim_after > 0:
+            raise ValueError(f"claim_after must be positive, not {claim_after!r}")
         return self.streams.consumer(topic, group, consumer, mailbox, start, claim_after, batch)
 
     # ------------------------------------------------------------------ nodes and refs
 
     async def nodes(self) -> list[str]:
-        """The names of the live nodes under this prefix (this one included), sorted."""
+        """The names of the live nodes under this prefix (this one included), sorted; one
+        round trip to Redis."""
         self._require_node()
-        return await self.membership.nodes()
+        _, members = await self.session.renew(read_only=True)
+        return sorted(members)
+
+    def monitor_node(
+        self, node: str, watcher: ActorRef | Callable[[NodeDown], None]
+    ) -> NodeMonitor:
+        """Watch ``node`` (Erlang's ``monitor_node``): when it goes down, ``watcher`` gets
+        a :class:`otp.redis.NodeDown` (in ``handle_info`` for an actor, as the argument for
+        a callable), once. A node that is not up now is reported at once (reason
+        ``"unknown"``). Returns a :class:`NodeMonitor`; ``cancel()`` ends it."""
+        self._require_node()
+        return self.membership.monitor(check_node_name(node), deliver_to(watcher))
+
+    def up_nodes(self) -> dict[str, str]:
+        """The other nodes this node sees up now, with their incarnations (no round
+        trip: what the last heartbeat and announcements said)."""
+        return dict(self.membership.up)
 
     def remote(self, name: str, node: str) -> RemoteRef:
         """A ref to whatever actor is registered as ``name`` on ``node`` when a message
@@ -562,3 +721,121 @@ class RedisBroker(ClusterPrimitives):
         answered within ``timeout`` seconds. With several holders, the first answer wins:
         pass ``node`` to choose."""
         return await self.remote_actors.whereis(name, node, timeout)
+
+
+def _ref_tree(ref: WireRef) -> dict[str, Any]:
+    tree = {"n": ref.node, "i": ref.incarnation, "a": ref.id, "nm": ref.name}
+    return {k: v for k, v in tree.items() if v is not None}
+
+
+def _client_factory(
+    url: str,
+    *,
+    username: str | None,
+    password: str | None,
+    ssl: bool,
+    ssl_context: _ssl.SSLContext | None,
+    ssl_ca_certs: str | None,
+    ssl_certfile: str | None,
+    ssl_keyfile: str | None,
+    ssl_check_hostname: bool,
+    sentinels: Iterable[tuple[str, int]] | None,
+    service: str | None,
+    connect_timeout: float,
+    client_options: Mapping[str, Any],
+) -> Callable[[str], coredis.Redis[bytes]]:
+    """How to make this broker's coredis client; checks the TLS and Sentinel options now,
+    so a wrong combination fails at construction with a clear error."""
+    kwargs: dict[str, Any] = {
+        "connect_timeout": connect_timeout,
+        "decode_responses": False,
+        **client_options,
+    }
+    if username is not None:
+        kwargs["username"] = username
+    if password is not None:
+        kwargs["password"] = password
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    wants_tls = ssl or scheme == "rediss" or ssl_ca_certs or ssl_certfile or ssl_context
+    if ssl_keyfile and not ssl_certfile:
+        raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate)")
+    context = ssl_context
+    if context is not None and (ssl_ca_certs or ssl_certfile):
+        raise ValueError(
+            "give either ssl_context or ssl_ca_certs/ssl_certfile/ssl_keyfile, not both: "
+            "load the files into your context"
+        )
+    if context is None and wants_tls:
+        context = _ssl.create_default_context(cafile=ssl_ca_certs)
+        if ssl_certfile is not None:
+            context.load_cert_chain(ssl_certfile, ssl_keyfile)
+        if not ssl_check_hostname:
+            context.check_hostname = False
+    elif context is not None and not ssl_check_hostname:
+        context.check_hostname = False
+    if context is None and not ssl_check_hostname:
+        raise ValueError(
+            "ssl_check_hostname=False only makes sense with TLS: use a rediss:// URL or ssl=True"
+        )
+    if context is not None:
+        kwargs["ssl_context"] = context
+        if scheme == "redis":
+            url = "rediss://" + url.split("://", 1)[1]
+    if scheme in ("redis+sentinel", "sentinel") or sentinels is not None:
+        return _sentinel_factory(url, scheme, sentinels, service, kwargs)
+
+    def make(client_name: str) -> coredis.Redis[bytes]:
+        return coredis.Redis.from_url(url, client_name=client_name, **kwargs)
+
+    return make
+
+
+def _sentinel_factory(
+    url: str,
+    scheme: str,
+    sentinels: Iterable[tuple[str, int]] | None,
+    service: str | None,
+    kwargs: dict[str, Any],
+) -> Callable[[str], coredis.Redis[bytes]]:
+    import urllib.parse
+
+    addresses = list(sentinels or ())
+    if scheme in ("redis+sentinel", "sentinel"):
+        parts = urllib.parse.urlsplit(url)
+        for host_port in parts.netloc.rsplit("@", 1)[-1].split(","):
+            host, _, port = host_port.partition(":")
+            addresses.append((host or "127.0.0.1", int(port or 26379)))
+        path = parts.path.strip("/").split("/")
+        service = service or (path[0] if path and path[0] else None)
+        if parts.username and "username" not in kwargs:
+            kwargs["username"] = urllib.parse.unquote(parts.username)
+        if parts.password and "password" not in kwargs:
+            kwargs["password"] = urllib.parse.unquote(parts.password)
+        if len(path) > 1 and path[1].isdigit():
+            kwargs["db"] = int(path[1])
+    if not addresses or not service:
+        raise ValueError(
+            "Redis Sentinel needs the sentinels' addresses and the service name: "
+            "RedisBroker('redis+sentinel://host1:26379,host2:26379/mymaster') or "
+            "RedisBroker(sentinels=[('host1', 26379)], service='mymaster')"
+        )
+    timeout = kwargs.pop("connect_timeout", None)
+    kwargs.pop("decode_responses", None)
+    sentinel_kwargs = {k: v for k, v in kwargs.items() if k in ("username", "password")}
+
+    def make(client_name: str) -> coredis.Redis[bytes]:
+        sentinel = coredis.Sentinel(
+            addresses,
+            sentinel_kwargs=sentinel_kwargs or None,
+            decode_responses=False,
+            connect_timeout=timeout,
+            **{k: v for k, v in kwargs.items() if k not in sentinel_kwargs},
+        )
+        client: coredis.Redis[bytes] = sentinel.primary_for(service, client_name=client_name)
+        return client
+
+    return make
+
+
+def _resolve(promise: Any, value: Any) -> None:
+    promise.resolve(value)

@@ -5,6 +5,7 @@ Every key and channel of a system starts with its ``prefix`` (``P`` below):
 * ``P:t:<topic>``: the pub/sub channel of a topic (a wildcard pattern is a PSUBSCRIBE
   glob matching a superset, filtered exactly on receipt);
 * ``P:n:<node>``: a node's control channel (calls, casts, replies, monitors, lookups);
+* ``P:c``: the cluster channel (``hello`` and ``bye`` announcements);
 * ``P:node:<node>``: a node's liveness key, holding its incarnation, with a TTL;
 * ``P:nodes``: the sorted set of node names seen;
 * ``P:s:<topic>``: the stream of a durable topic.
@@ -68,7 +69,7 @@ def check_node_name(name: object) -> str:
 class Names:
     """The keys and channels of one ``prefix`` (see the module docs)."""
 
-    __slots__ = ("nodes", "prefix", "topic_prefix")
+    __slots__ = ("cluster", "nodes", "prefix", "topic_prefix")
 
     def __init__(self, prefix: str) -> None:
         if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):
@@ -76,6 +77,8 @@ class Names:
         self.prefix = prefix
         #: The sorted set of node names seen.
         self.nodes = f"{prefix}:nodes".encode()
+        #: The cluster channel: every node listens to it.
+        self.cluster = f"{prefix}:c".encode()
         #: What every topic channel starts with.
         self.topic_prefix = f"{prefix}:t:".encode()
 

@@ -1,8 +1,23 @@
-"""The session: one node's connection to Redis.
+"""The session: one node's connection to Redis and its claim on its name.
 
-It connects, claims the node's name, listens on the node's channels and its topics'
-channels, renews the node's liveness key, reconnects with backoff when the connection
-drops (resubscribing everything), and sends queued frames in order (the outbox).
+* **Claim.** A node starts by claiming its name: ``SET P:node:<name> <incarnation> NX PX
+  <node_ttl>``. If the key is held and someone listens on the name's control channel
+  (``PUBSUB NUMSUB``), a live node has the name: :class:`NodeNameTaken` at once. If the
+  key is held but nobody listens, the holder crashed: the claim waits for the key to
+  expire (at most ``node_ttl``).
+* **Lease.** Every ``heartbeat`` one script renews the key *only if it still holds this
+  incarnation* (or sets it again if it is gone: Redis restarted or the node was paused
+  past ``node_ttl``), and returns every live node with its incarnation (membership). The
+  node serves remote traffic only while its lease runs (``node_ttl`` from the last renewal
+  it sent): a node paused past its lease holds what arrives until a renewal answers.
+* **Fencing.** If the renewal finds the key holding *another* incarnation, the name was
+  taken over: this incarnation is fenced. It stops serving at once, drops what it held,
+  emits ``"fenced"`` and ends its Node with :class:`NodeFenced`.
+* **Listening.** One pub/sub connection carries the node's control channel, the cluster
+  channel, its request inboxes and its topics; it reconnects with backoff and
+  resubscribes everything.
+* **Sending.** Every frame goes through one outbox, sent in order by one task; when
+  several are queued they go in one pipeline.
 """
 
 from __future__ import annotations
@@ -11,32 +26,116 @@ import logging
 import math
 import random
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import coredis  # type: ignore[import-not-found, unused-ignore]
 from anyio.abc import TaskStatus
 
-from .._exceptions import CodecError, NodeNameTaken, RedisUnavailable
+from .._exceptions import CodecError, NodeFenced, NodeNameTaken, RedisUnavailable
 
 if TYPE_CHECKING:
     from ._broker import RedisBroker
 
-__all__ = ["Session", "describe"]
+__all__ = ["Session", "describe", "redact"]
 
 logger = logging.getLogger("otp.redis")
 
+#: Frames sent in one pipeline at most.
+_BATCH: Final = 512
+
+#: Renew the node's key if it still holds this incarnation (1), set it again if it is
+#: gone (2), or report a takeover (0); then list the live nodes as name, incarnation.
+#: KEYS: the node's key, the nodes set. ARGV: incarnation, ttl ms, name, now, key prefix,
+#: cutoff for forgetting dead names, "1" to renew or "0" to only read.
+_RENEW: Final = """
+local status = -1
+if ARGV[7] == '1' then
+  local held = redis.call('GET', KEYS[1])
+  if held == ARGV[1] then
+    redis.call('PEXPIRE', KEYS[1], ARGV[2])
+    status = 1
+  elseif not held then
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+    status = 2
+  else
+    status = 0
+  end
+  if status > 0 then
+    redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+  end
+end
+local now = redis.call('TIME')
+local out = {status, now[1], now[2]}
+for _, name in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  local incarnation = redis.call('GET', ARGV[5] .. name)
+  if incarnation then
+    table.insert(out, name)
+    table.insert(out, incarnation)
+  else
+    local seen = tonumber(redis.call('ZSCORE', KEYS[2], name))
+    if seen and seen < tonumber(ARGV[6]) then
+      redis.call('ZREM', KEYS[2], name)
+    end
+  end
+end
+return out
+"""
+
 
 def describe(error: BaseException | None) -> str:
-    """A one-line description of ``error`` for logs."""
+    """A one-line description of ``error`` for logs, without secrets."""
     if error is None:
         return "closed"
     if isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
         return describe(error.exceptions[0])
     text = str(error)
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def redact(url: str) -> str:
+    """``url`` with its password (and any ``password=`` query value) replaced by ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparsable Redis URL>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        user = userinfo.split(":", 1)[0] if ":" in userinfo else ""
+        netloc = f"{user}:***@{host}" if user else f"***@{host}"
+    query = parts.query
+    if query:
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        query = "&".join(
+            f"{k}=***" if "pass" in k.lower() or "secret" in k.lower() else f"{k}={v}"
+            for k, v in pairs
+        )
+    return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+class _Out:
+    """One queued frame: where to, the bytes, and what to tell when sent."""
+
+    __slots__ = ("channel", "data", "done", "queued_at", "retry", "stream")
+
+    def __init__(
+        self,
+        channel: bytes | None,
+        data: bytes,
+        done: Callable[[int], None] | None,
+        retry: bool,
+        stream: tuple[bytes, int | None] | None = None,
+    ) -> None:
+        self.channel = channel
+        self.data = data
+        self.done = done
+        self.retry = retry
+        self.stream = stream
+        self.queued_at = time.monotonic()
 
 
 class Session:
@@ -47,20 +146,22 @@ class Session:
         broker: RedisBroker,
         *,
         url: str,
-        client_kwargs: dict[str, Any],
+        client_factory: Callable[[str], coredis.Redis[bytes]],
         connect_timeout: float,
         heartbeat: float,
         node_ttl: float,
         backoff: tuple[float, float],
+        outbox_limit: int,
     ) -> None:
         self.broker = broker
         self.names = broker.names
         self.url = url
-        self.client_kwargs = client_kwargs
+        self.client_factory = client_factory
         self.connect_timeout = connect_timeout
         self.heartbeat = heartbeat
         self.node_ttl = node_ttl
         self.backoff = backoff
+        self.outbox_limit = outbox_limit
         self.client: coredis.Redis[bytes] | None = None
         self.pubsub: Any = None
         self.connected = False
@@ -71,14 +172,29 @@ class Session:
         self.scope: anyio.CancelScope | None = None
         self.task_group: Any = None
         self.start_error: BaseException | None = None
+        # The lease: serve remote traffic only before this (monotonic) time.
+        self.lease_until = 0.0
+        self.fenced = False
+        self.claim_lost = False
+        self.renew_now = anyio.Event()
+        self.renewed = anyio.Event()
         # (is a glob, redis name) -> how many local subscribers need it
         self.want: dict[tuple[bool, bytes], int] = {}
         self.ready: dict[tuple[bool, bytes], anyio.Event] = {}
-        self.outbox: deque[tuple[float, Any]] = deque()
+        self.outbox: deque[_Out] = deque()
         self.outbox_wake = anyio.Event()
+        self.outbox_room = anyio.Event()
+        self.sent = 0
+        self.pipelines = 0
         self.last_push: tuple[bytes, bytes] | None = None
+        self._script: Any = None
 
     # ------------------------------------------------------------------ state
+
+    @property
+    def serving(self) -> bool:
+        """Whether this node may act on remote traffic now (its lease runs)."""
+        return not self.fenced and time.monotonic() < self.lease_until
 
     async def wait_connected(self, timeout: float | None = None) -> bool:
         with anyio.move_on_after(math.inf if timeout is None else timeout):
@@ -99,6 +215,10 @@ class Session:
         if self.scope is not None:
             self.scope.cancel()
 
+    def hurry_renewal(self) -> None:
+        """Renew the lease now (traffic arrived after it ran out)."""
+        self.renew_now.set()
+
     # ------------------------------------------------------------------ running
 
     async def run(
@@ -109,72 +229,88 @@ class Session:
     ) -> None:
         """Connect, claim the name, then listen and run ``loops`` until :attr:`stopping`.
 
-        A start-up failure is kept in :attr:`start_error` (reported by the broker in the
-        node's task) and ``task_status.started()`` is called either way.
+        A start-up failure is kept in :attr:`start_error` (the broker raises it in the
+        node's task) and ``task_status.started()`` is called either way. A failure after
+        start-up propagates as itself (the node's task group ends the Node with it).
         """
         broker = self.broker
-        client: coredis.Redis[bytes] = coredis.Redis.from_url(
-            self.url,
-            client_name=f"otp:{self.names.prefix}:{broker.node_name}",
-            **self.client_kwargs,
-        )
-        failure: BaseException | None = None
+        client = self.client_factory(f"otp:{self.names.prefix}:{broker.node_name}")
+        started = False
         try:
             async with client:
                 self.client = client
+                self._script = client.register_script(_RENEW)
                 try:
-                    with anyio.fail_after(self.connect_timeout + 1.0):
+                    with anyio.fail_after(self.connect_timeout + self.node_ttl + 1.0):
                         await self.claim_name()
+                except (NodeNameTaken, RedisUnavailable) as exc:
+                    self.start_error = exc
                 except Exception as exc:
-                    failure = exc
-                else:
-                    async with anyio.create_task_group() as task_group:
-                        self.task_group = task_group
+                    self.start_error = RedisUnavailable(redact(self.url), describe(exc))
+                    self.start_error.__cause__ = exc
+                if self.start_error is not None:
+                    task_status.started()
+                    started = True
+                    return
+                async with anyio.create_task_group() as task_group:
+                    self.task_group = task_group
+                    try:
                         await task_group.start(self.listen)
-                        task_group.start_soon(self.heartbeat_loop)
-                        task_group.start_soon(self.outbox_loop)
-                        for loop in loops:
-                            task_group.start_soon(loop)
-                        task_status.started()
-                        await self.stopping.wait()
+                    except Exception as exc:
+                        self.start_error = RedisUnavailable(redact(self.url), describe(exc))
+                        self.start_error.__cause__ = exc
                         task_group.cancel_scope.cancel()
+                        task_status.started()
+                        started = True
+                        return
+                    task_group.start_soon(self.heartbeat_loop)
+                    task_group.start_soon(self.sender_loop)
+                    for loop in loops:
+                        task_group.start_soon(loop)
+                    task_status.started()
+                    started = True
+                    await self.stopping.wait()
+                    task_group.cancel_scope.cancel()
         except Exception as exc:
-            if failure is None:
-                failure = exc
+            if started:
+                raise  # after start-up: the Node ends with this error
+            self.start_error = RedisUnavailable(redact(self.url), describe(exc))
+            self.start_error.__cause__ = exc
+            task_status.started()
         finally:
             self.client = None
             self.task_group = None
             self.connected = False
             self.stopped.set()
-        if failure is not None:
-            if isinstance(failure, (NodeNameTaken, RedisUnavailable)):
-                self.start_error = failure
-            else:
-                self.start_error = RedisUnavailable(self.url, describe(failure))
-                self.start_error.__cause__ = failure
-            task_status.started()
 
     async def claim_name(self) -> None:
         client = self.client
         assert client is not None
         broker = self.broker
-        key = self.names.node_key(broker.node_name)
-        ttl = int(self.node_ttl * 1000)
+        name = broker.node_name
+        key = self.names.node_key(name)
+        ttl = max(1, int(self.node_ttl * 1000))
         deadline = time.monotonic() + self.node_ttl + self.heartbeat
         while True:
+            sent_at = time.monotonic()
             if await client.set(key, broker.incarnation, condition=coredis.PureToken.NX, px=ttl):
                 break
+            listeners = await client.pubsub_numsub(self.names.control(name))
+            if any(count for count in listeners.values()):
+                # Someone listens on the name's channel: a live (or paused) node.
+                raise NodeNameTaken(name, self.names.prefix)
             if time.monotonic() > deadline:
-                raise NodeNameTaken(broker.node_name, self.names.prefix)
-            # A node of that name crashed recently (its key has not expired yet), or a
-            # live one holds it: wait for the key to expire.
+                raise NodeNameTaken(name, self.names.prefix)
+            # The holder crashed (nobody listens): wait for its key to expire.
             logger.info(
-                "node name %r is still held on Redis; waiting up to %.1fs for it to expire",
-                broker.node_name,
+                "node name %r is still held on Redis by a node that is gone; waiting up to "
+                "%.1fs for its key to expire",
+                name,
                 self.node_ttl,
             )
-            await anyio.sleep(min(self.heartbeat, 0.25))
-        await client.zadd(self.names.nodes, {broker.node_name: time.time()})
+            await anyio.sleep(min(self.heartbeat, 0.1))
+        self.lease_until = sent_at + self.node_ttl
+        await client.zadd(self.names.nodes, {name: time.time()})
 
     # ------------------------------------------------------------------ the listener
 
@@ -197,7 +333,9 @@ class Session:
                         subscription_timeout=self.connect_timeout,
                         max_idle_seconds=max(1.0, self.heartbeat),
                     ) as pubsub:
-                        await pubsub.subscribe(self.names.control(broker.node_name))
+                        await pubsub.subscribe(
+                            self.names.control(broker.node_name), self.names.cluster
+                        )
                         await pubsub.psubscribe(self.names.inbox_glob(broker.node_name))
                         self.pubsub = pubsub
                         await self.resubscribe(pubsub)
@@ -216,6 +354,7 @@ class Session:
                                 extra={"otp_event": "broker_reconnected"},
                             )
                             broker._emit("broker_reconnected", detail=down_for)
+                            broker._reconnected()
                         async for message in pubsub:
                             self.on_push(message)
                 error = ConnectionError("the pub/sub connection was closed")
@@ -240,8 +379,8 @@ class Session:
         channel: bytes = message["channel"]
         data: bytes = message["data"]
         broker = self.broker
-        if channel == broker._control_channel:
-            broker.remote_actors.on_control(data)
+        if channel == broker._control_channel or channel == self.names.cluster:
+            broker._on_control(data)
             return
         # One PUBLISH reaches a connection once per matching subscription, back to back:
         # a channel and a pattern (or two patterns) matching it give duplicates.
@@ -313,7 +452,8 @@ class Session:
             self.want[target] = count
             return
         del self.want[target]
-        self.post_local(("unsub", target))
+        if self.task_group is not None:
+            self.task_group.start_soon(self.unsubscribe, target)
 
     async def unsubscribe(self, target: tuple[bool, bytes]) -> None:
         pubsub = self.pubsub
@@ -330,97 +470,241 @@ class Session:
 
     # ------------------------------------------------------------------ the outbox
 
-    def post_local(self, item: Any) -> None:
-        self.outbox.append((time.monotonic(), item))
+    def send(
+        self,
+        channel: bytes,
+        data: bytes,
+        done: Callable[[int], None] | None = None,
+        *,
+        retry: bool = False,
+        stream: tuple[bytes, int | None] | None = None,
+    ) -> None:
+        """Queue ``data`` for ``channel``; ``done(receivers)`` is called once it is sent
+        (``-1``: it could not be). A ``retry`` frame (an answer, a durable publish) waits
+        out a disconnection (for at most ``node_ttl``); the others fail at once when the
+        connection is down. ``stream`` (key, cap) also appends ``data`` to that stream,
+        in the same pipeline, before publishing."""
+        if not self.connected and not retry:
+            if done is not None:
+                done(-1)
+            return
+        self.outbox.append(_Out(channel, data, done, retry, stream))
         self.outbox_wake.set()
 
-    def post(self, node: str, frame: dict[str, Any]) -> None:
-        """Queue a control frame for ``node`` (from synchronous code); sent in order."""
+    def send_frame(self, node: str, data: bytes, *, retry: bool = False) -> None:
+        """Queue a control frame for ``node``; sent in order."""
+        self.send(self.names.control(node), data, retry=retry)
+
+    def post(self, node: str, frame: dict[str, Any], *, retry: bool = True) -> None:
+        """Encode and queue a control frame for ``node`` (from synchronous code)."""
         try:
             data = self.broker._dumps(frame)
         except CodecError as error:
             logger.error("cannot encode a %r frame for node %r: %s", frame.get("k"), node, error)
             return
-        self.post_local(("frame", self.names.control(node), data))
+        self.send_frame(node, data, retry=retry)
 
-    async def outbox_loop(self) -> None:
+    async def wait_for_room(self) -> None:
+        """Wait while the outbox holds more than its limit (backpressure on senders)."""
+        while len(self.outbox) > self.outbox_limit and self.connected:
+            self.outbox_room = anyio.Event()
+            await self.outbox_room.wait()
+
+    async def sender_loop(self) -> None:
         outbox = self.outbox
+        low = self.backoff[0]
         while True:
-            while outbox:
-                queued_at, item = outbox[0]
-                if item[0] == "flushed":
-                    outbox.popleft()
-                    item[1].set()
-                    continue
-                if item[0] == "unsub":
-                    outbox.popleft()
-                    await self.unsubscribe(item[1])
-                    continue
-                # A frame: while disconnected, wait; frames older than node_ttl are
-                # dropped (the peers have counted this node as down by then).
-                if time.monotonic() - queued_at > self.node_ttl:
-                    outbox.popleft()
-                    logger.info("dropped a stale %s frame queued while disconnected", item[1])
-                    continue
-                if not self.connected:
+            if not outbox:
+                self.outbox_room.set()
+                self.outbox_wake = anyio.Event()
+                await self.outbox_wake.wait()
+                continue
+            if not self.connected:
+                self._drop_unsendable()
+                if outbox:
                     with anyio.move_on_after(self.heartbeat):
                         await self.connected_event.wait()
-                    continue
-                client = self.client
-                assert client is not None
-                try:
-                    await client.publish(item[1], item[2])
-                except Exception as exc:
-                    logger.info("sending a control frame failed (%s); retrying", describe(exc))
-                    await anyio.sleep(self.backoff[0])
-                    continue
-                outbox.popleft()
-            self.outbox_wake = anyio.Event()
-            if not outbox:
-                await self.outbox_wake.wait()
+                continue
+            client = self.client
+            assert client is not None
+            batch: list[_Out] = []
+            while outbox and len(batch) < _BATCH:
+                out = outbox.popleft()
+                if out.channel is None:  # a flush marker: all before it is sent
+                    if not batch:
+                        assert out.done is not None
+                        out.done(0)
+                        continue
+                    outbox.appendleft(out)
+                    break
+                batch.append(out)
+            if not batch:
+                continue
+            try:
+                if len(batch) == 1 and batch[0].stream is None:
+                    only = batch[0]
+                    assert only.channel is not None
+                    results = [await client.publish(only.channel, only.data)]
+                else:
+                    async with client.pipeline(transaction=False) as pipe:
+                        requests = []
+                        for out in batch:
+                            if out.stream is not None:
+                                _append(pipe, out.stream, out.data)
+                            requests.append(pipe.publish(out.channel or b"", out.data))
+                    results = [await request for request in requests]
+                    self.pipelines += 1
+            except Exception as exc:
+                logger.info("sending %d frame(s) failed (%s); retrying", len(batch), describe(exc))
+                for out in reversed(batch):
+                    if out.retry:
+                        outbox.appendleft(out)
+                    elif out.done is not None:
+                        out.done(-1)
+                await anyio.sleep(low)
+                continue
+            self.sent += len(batch)
+            for out, received in zip(batch, results):
+                if out.done is not None:
+                    out.done(int(received))
+            if len(outbox) <= self.outbox_limit:
+                self.outbox_room.set()
+
+    def pending_answers(self) -> int:
+        return sum(1 for out in self.outbox if out.retry)
+
+    def _drop_unsendable(self) -> None:
+        # While disconnected: user frames fail, answers wait up to node_ttl (by then the
+        # peers count this node as down).
+        now = time.monotonic()
+        kept: deque[_Out] = deque()
+        for out in self.outbox:
+            if out.channel is None:
+                assert out.done is not None
+                out.done(0)
+            elif out.retry and now - out.queued_at <= self.node_ttl:
+                kept.append(out)
+            elif out.done is not None:
+                out.done(-1)
+        self.outbox.clear()
+        self.outbox.extend(kept)
+        self.outbox_room.set()
 
     async def flush(self, timeout: float) -> None:
         """Wait until what is queued now has been sent (at most ``timeout`` seconds)."""
-        if self.task_group is None:
+        if self.task_group is None or not self.outbox:
             return
         done = anyio.Event()
-        self.post_local(("flushed", done))
+        self.outbox.append(_Out(None, b"", lambda _: done.set(), True))
+        self.outbox_wake.set()
         with anyio.move_on_after(timeout):
             await done.wait()
 
-    async def publish_control(self, node: str, frame: dict[str, Any]) -> int:
-        """Send ``frame`` to ``node`` now, after what is queued; the number of receivers,
-        or -1 if Redis is out of reach."""
-        client = self.client
-        if client is None or not self.connected:
-            return -1
-        data = self.broker._dumps(frame)
-        if self.outbox:
-            # Frames queued from synchronous code (monitors, casts) go first: what one node
-            # sends another arrives in the order it was sent.
-            await self.flush(self.node_ttl)
-        try:
-            received: int = await client.publish(self.names.control(node), data)
-        except Exception as exc:
-            logger.info("sending to node %r failed: %s", node, describe(exc))
-            return -1
-        return received
+    # ------------------------------------------------------------------ the lease
 
-    # ------------------------------------------------------------------ liveness
-
-    async def heartbeat_loop(self) -> None:
+    async def renew(self, *, read_only: bool = False) -> tuple[int, dict[str, str]]:
+        """Run the renewal script: ``(status, {node: incarnation})`` (see ``_RENEW``); it
+        also samples the cluster clock (Redis' ``TIME``)."""
         client = self.client
         assert client is not None
+        assert self._script is not None
         broker = self.broker
-        key = self.names.node_key(broker.node_name)
-        ttl = int(self.node_ttl * 1000)
+        names = self.names
+        now = sent = time.time()
+        reply = await self._script(
+            keys=[names.node_key(broker.node_name), names.nodes],
+            args=[
+                broker.incarnation,
+                max(1, int(self.node_ttl * 1000)),
+                broker.node_name,
+                now,
+                names.node_key(""),
+                now - 60 * self.node_ttl,
+                "0" if read_only else "1",
+            ],
+        )
+        status = int(reply[0])
+        broker._clock_sample(int(reply[1]) + int(reply[2]) / 1e6, sent, time.time())
+        members: dict[str, str] = {}
+        items = reply[3:]
+        for i in range(0, len(items) - 1, 2):
+            name, incarnation = items[i], items[i + 1]
+            members[name.decode() if isinstance(name, bytes) else str(name)] = (
+                incarnation.decode() if isinstance(incarnation, bytes) else str(incarnation)
+            )
+        return status, members
+
+    async def heartbeat_loop(self) -> None:
+        broker = self.broker
         while True:
-            await anyio.sleep(self.heartbeat)
+            with anyio.move_on_after(self.heartbeat):
+                await self.renew_now.wait()
+            self.renew_now = anyio.Event()
+            sent_at = time.monotonic()
             try:
                 with anyio.fail_after(max(self.heartbeat, self.node_ttl / 2)):
-                    await client.set(key, broker.incarnation, px=ttl)
-                    await client.zadd(self.names.nodes, {broker.node_name: time.time()})
-                    await broker.membership.check_peers(client)
+                    status, members = await self.renew()
             except Exception as exc:
                 logger.info("heartbeat failed: %s", describe(exc))
                 self.kick()
+                if not self.serving and not self.claim_lost:
+                    self._lose_claim()
+                continue
+            if status == 0:
+                self._fence()
+                raise NodeFenced(broker.node_name, self.names.prefix)
+            if status == 2:
+                logger.warning(
+                    "node %r found its claim gone (Redis restarted, or this node was paused "
+                    "past node_ttl=%gs) and claimed its name again",
+                    broker.node_name,
+                    self.node_ttl,
+                    extra={"otp_event": "claim_restored"},
+                )
+            self.lease_until = sent_at + self.node_ttl
+            if self.claim_lost:
+                self.claim_lost = False
+                broker._emit("claim_restored", detail=broker.node_name)
+            self.renewed.set()
+            self.renewed = anyio.Event()
+            # Missing peers are conclusive only if this node's own key was still there:
+            # a lost key of its own means Redis lost or expired keys (a restart, a stall).
+            broker.membership.update(members, conclusive=status == 1)
+            broker._lease_ok()
+
+    def _lose_claim(self) -> None:
+        self.claim_lost = True
+        logger.warning(
+            "node %r cannot renew its claim on Redis; it holds remote traffic until it can",
+            self.broker.node_name,
+            extra={"otp_event": "claim_lost"},
+        )
+        self.broker._emit("claim_lost", detail=self.broker.node_name)
+
+    def _fence(self) -> None:
+        broker = self.broker
+        self.fenced = True
+        self.lease_until = 0.0
+        logger.error(
+            "node %r was taken over: another process now holds its name on Redis; this "
+            "incarnation (%s) stops serving and its Node ends with NodeFenced",
+            broker.node_name,
+            broker.incarnation,
+            extra={"otp_event": "fenced"},
+        )
+        broker._emit("fenced", reason="taken_over", detail=broker.node_name)
+        broker._fenced()
+
+
+def _append(pipe: Any, stream: tuple[bytes, int | None], data: bytes) -> None:
+    key, maxlen = stream
+    if maxlen is None:
+        pipe.xadd(key, {b"d": data})
+    else:
+        pipe.xadd(
+            key,
+            {b"d": data},
+            trim_strategy=coredis.PureToken.MAXLEN,
+            threshold=maxlen,
+            trim_operator=coredis.PureToken.APPROXIMATELY,
+        )

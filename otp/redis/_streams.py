@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
-import coredis  # type: ignore[import-not-found, unused-ignore]
 from coredis.exceptions import (  # type: ignore[import-not-found, unused-ignore]
     StreamDuplicateConsumerGroupError,
 )
@@ -41,7 +40,7 @@ class StreamSubscription(Subscription):
     delivered again to another consumer of the group after ``claim_after`` seconds.
     """
 
-    __slots__ = ("_ack", "consumer", "group", "topic")
+    __slots__ = ("_ack", "_outstanding", "_room", "consumer", "group", "topic")
 
     def __init__(
         self,
@@ -51,7 +50,7 @@ class StreamSubscription(Subscription):
         mailbox: Mailbox | None,
         ack: Callable[[str], Any],
     ) -> None:
-        super().__init__(topic, mailbox, on_drop=_ignore_close)
+        super().__init__(topic, mailbox)
         #: The durable topic.
         self.topic = topic
         #: The consumer group's name.
@@ -59,6 +58,25 @@ class StreamSubscription(Subscription):
         #: This consumer's name in the group.
         self.consumer = consumer
         self._ack = ack
+        # Entries handed to this subscription and not acknowledged yet: never claimed
+        # back (that would deliver them twice without any failure).
+        self._outstanding: set[str] = set()
+        self._room = anyio.Event()
+        self._on_drop = self._dropped
+
+    def _dropped(self, receiver: Any, envelope: Envelope, reason: str) -> None:
+        # An unacknowledged stream entry stays pending in Redis and is delivered again
+        # (to another consumer after claim_after, or to this one when it restarts under
+        # the same name): closing the subscription loses nothing, so it is no dead letter.
+        self._outstanding.discard(envelope.id)
+        if reason != "subscription_closed":
+            logger.warning(
+                "stream entry %s on %r dropped by the subscription's overflow policy (%s); "
+                "it stays pending in Redis and will be delivered again",
+                envelope.id,
+                envelope.topic,
+                reason,
+            )
 
     def __repr__(self) -> str:
         return (
@@ -69,19 +87,13 @@ class StreamSubscription(Subscription):
     async def ack(self, envelope: Envelope) -> None:
         """Acknowledge ``envelope``: Redis forgets it for this group (``XACK``)."""
         await self._ack(envelope.id)
+        self._outstanding.discard(envelope.id)
+        self._room.set()
 
-
-def _ignore_close(receiver: Any, envelope: Envelope, reason: str) -> None:
-    # An unacknowledged stream entry stays pending in Redis and is delivered again:
-    # closing the subscription loses nothing, so it is no dead letter.
-    if reason != "subscription_closed":
-        logger.warning(
-            "stream entry %s on %r dropped by the subscription's overflow policy (%s); it "
-            "stays pending in Redis and will be delivered again",
-            envelope.id,
-            envelope.topic,
-            reason,
-        )
+    async def receive(self) -> Envelope:
+        envelope = await super().receive()
+        self._room.set()  # the reader may fetch more
+        return envelope
 
 
 class Streams:
@@ -96,18 +108,9 @@ class Streams:
     def is_durable(self, topic: str) -> bool:
         return bool(self.compiled) and any(p.match(topic.split(".")) for p in self.compiled)
 
-    async def append(self, client: coredis.Redis[bytes], topic: str, data: bytes) -> None:
-        key = self.broker.names.stream(topic)
-        if self.maxlen is None:
-            await client.xadd(key, {b"d": data})
-        else:
-            await client.xadd(
-                key,
-                {b"d": data},
-                trim_strategy=coredis.PureToken.MAXLEN,
-                threshold=self.maxlen,
-                trim_operator=coredis.PureToken.APPROXIMATELY,
-            )
+    def stream_args(self, topic: str) -> tuple[bytes, int | None]:
+        """Where a durable topic's publishes are appended: the stream key and its cap."""
+        return self.broker.names.stream(topic), self.maxlen
 
     @asynccontextmanager
     async def consumer(
@@ -156,35 +159,47 @@ class Streams:
         cursor = "0"
         next_claim = 0.0
         claim_ms = max(1, int(claim_after * 1000))
+        capacity = sub.statistics().capacity
+        limit = batch if capacity is None else max(1, min(batch, capacity))
         while True:
             client = session.client
             if client is None:
                 return
+            # Bounded read-ahead: fetch only what the buffer can take now.
+            room = limit - len(sub)
+            if room <= 0:
+                sub._room = anyio.Event()
+                with anyio.move_on_after(max(0.05, min(claim_after / 4, 1.0))):
+                    await sub._room.wait()
+                continue
             try:
                 entries: list[Any] = []
                 now = time.monotonic()
                 if now >= next_claim:
                     next_claim = now + max(claim_after / 2, 0.05)
                     claimed = await client.xautoclaim(
-                        key, sub.group, sub.consumer, claim_ms, "0-0", count=batch
+                        key, sub.group, sub.consumer, claim_ms, "0-0", count=room
                     )
-                    entries.extend(claimed[1] if claimed else ())
+                    for entry in claimed[1] if claimed else ():
+                        if entry is not None and _entry_id(entry) not in sub._outstanding:
+                            entries.append(entry)
                 if not entries:
                     got = await client.xreadgroup(
                         sub.group,
                         sub.consumer,
                         streams={key: cursor if backlog else ">"},
-                        count=batch,
+                        count=room,
                         block=None if backlog else max(1, int(min(claim_after / 2, 1.0) * 1000)),
                     )
                     found = list(got.get(key, ())) if got else []
                     if backlog:
                         if found:
-                            last = found[-1].identifier
-                            cursor = last.decode() if isinstance(last, bytes) else str(last)
+                            cursor = _entry_id(found[-1])
                         else:
                             backlog = False
-                    entries.extend(found)
+                    entries.extend(
+                        e for e in found if e is not None and _entry_id(e) not in sub._outstanding
+                    )
                 delay = low
             except Exception as exc:
                 logger.warning("reading stream %r failed (%s); retrying", key, describe(exc))
@@ -192,22 +207,30 @@ class Streams:
                 delay = min(high, delay * 2)
                 continue
             for entry in entries:
-                if entry is None or not entry.field_values:
+                if not entry.field_values:
                     continue  # deleted (trimmed) while pending
                 await self._offer_entry(sub, key, entry)
 
     async def _offer_entry(self, sub: StreamSubscription, key: bytes, entry: Any) -> None:
         broker = self.broker
-        entry_id = entry.identifier
-        entry_id = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+        entry_id = _entry_id(entry)
         data = entry.field_values.get(b"d", b"")
         try:
-            envelope = attrs.evolve(broker._decode_pub(sub.topic, data), id=entry_id)
-        except CodecError as error:
+            envelope = attrs.evolve(
+                broker._envelope_of(broker._decode_pub(sub.topic, data)), id=entry_id
+            )
+        except Exception as exc:
+            error = exc if isinstance(exc, CodecError) else CodecError("malformed", describe(exc))
             broker._wire_error(error, data, sub.topic)
             client = broker.session.client
             if client is not None:
                 await client.xack(key, sub.group, [entry_id])  # never redelivered
             return
+        sub._outstanding.add(entry_id)
         if sub._offer(envelope) == _WAIT:  # a full BLOCK buffer: wait for room
             await sub._offer_blocking(envelope)
+
+
+def _entry_id(entry: Any) -> str:
+    identifier = entry.identifier
+    return identifier.decode() if isinstance(identifier, bytes) else str(identifier)
