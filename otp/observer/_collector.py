@@ -144,6 +144,16 @@ class Collector:
 
     def _on_event(self, event: Event) -> None:
         # Runs inside the node's code paths: cheap, and never raises on odd data.
+        if self.cluster and event.kind in ("nodeup", "nodedown") and type(event.detail) is str:
+            # The broker reports membership itself: follow it at once.
+            members = set(self.members)
+            if event.kind == "nodeup":
+                members.add(event.detail)
+            else:
+                members.discard(event.detail)
+                self.remote.pop(event.detail, None)
+            self.members = sorted(members)
+            self.nodes_version += 1
         second = int(time.monotonic())
         if second != self._burst_second:
             self._burst_second, self._burst = second, 0
@@ -297,10 +307,14 @@ class Collector:
     def _membership(self, members: list[str]) -> None:
         before = set(self.members)
         after = set(members)
+        # A broker with membership events (otp.redis) reports them itself.
+        own = not callable(getattr(self.node.broker, "monitor_node", None))
         for peer in sorted(after - before):
-            self.add_event(Event("nodeup", detail=peer))
+            if own:
+                self.add_event(Event("nodeup", detail=peer))
         for peer in sorted(before - after):
-            self.add_event(Event("nodedown", detail=peer))
+            if own:
+                self.add_event(Event("nodedown", detail=peer))
             self.remote.pop(peer, None)
         if before != after:
             self.members = members

@@ -366,12 +366,13 @@ class RedisBroker(ClusterPrimitives):
             return
         names = self.names
         try:
-            await client.publish(names.cluster, self._dumps(encode(Bye(**self._me))))
-            # Only this incarnation's key: a takeover's is not ours to delete.
+            # Only this incarnation's key: a takeover's is not ours to delete. The key goes
+            # first, so a peer that hears the goodbye no longer lists this node.
             held = await client.get(names.node_key(self.node_name))
             if held is not None and held.decode() == self.incarnation:
                 await client.delete([names.node_key(self.node_name)])
             await client.zrem(names.nodes, [self.node_name])
+            await client.publish(names.cluster, self._dumps(encode(Bye(**self._me))))
         except Exception as exc:
             logger.debug("leaving Redis cleanly failed: %s", describe(exc))
 
