@@ -267,7 +267,12 @@ Transition: TypeAlias = NextState | KeepState | RepeatState | Stop | None
 @attrs.define(eq=False)
 class _Timer:
     content: Any
-    handle: TimerRef | None = None  # None: a zero-time timeout waiting in _Machine.zero
+    when: float = 0.0  # the deadline, on the node's clock
+    # The pending send_after and when it fires (armed_for <= when: a timeout restarted
+    # later keeps its alarm, which re-arms on arrival instead of spawning a timer task per
+    # event). None: a zero-time timeout waiting in _Machine.zero.
+    handle: TimerRef | None = None
+    armed_for: float = 0.0
 
 
 @attrs.frozen(eq=False)
@@ -481,8 +486,14 @@ class StateMachine(GenServer):
     async def handle_info(self, message: Any) -> None:
         if type(message) is _Fired:
             timers = self._otp_machine.timers
-            if timers.get(message.key) is not message.timer:
+            timer = message.timer
+            if timers.get(message.key) is not timer:
                 return  # cancelled or replaced after it fired: never seen, as in gen_statem
+            now = anyio.current_time()
+            if timer.when > now:  # restarted for later since this alarm was set
+                timer.handle = self.send_after(timer.when - now, message)
+                timer.armed_for = timer.when
+                return
             del timers[message.key]
             await self._otp_run(_timeout_event(message.key, message.timer.content))
             return
@@ -512,12 +523,22 @@ class StateMachine(GenServer):
     async def _otp_step(self, event: StateEvent | None, initial: NextState | None) -> bool:
         """Handle one event (``None``: the initial transition); ``False`` once stopping."""
         state = self.state
-        effects = _Effects()
         if initial is None:
             assert event is not None
             result = await self._otp_callback(event, state)
+            if result is None or (type(result) is KeepState and not result.actions):
+                # The common case, short: no state change, nothing to carry out.
+                machine = self._otp_machine
+                if EventType.EVENT_TIMEOUT in machine.timers:
+                    retired: dict[Hashable, _Timer] = {}
+                    self._otp_retire(EventType.EVENT_TIMEOUT, retired)
+                    for timer in retired.values():
+                        timer.handle.cancel()  # type: ignore[union-attr]
+                return not machine.stopping
+            effects = _Effects()
             target, enter = self._otp_transition(result, state, effects, "event")
         else:
+            effects = _Effects()
             target, enter = self._otp_transition(initial, state, effects, "init")
             enter = True
         if target is _STOPPED:
@@ -531,15 +552,18 @@ class StateMachine(GenServer):
         machine = self._otp_machine
         if effects.postpone and event is not None:
             machine.postponed.append(event)
-        self._otp_cancel(EventType.EVENT_TIMEOUT)  # any handled event cancels it
+        retired = {}  # cancelled now; their alarms may be reused
+        self._otp_retire(EventType.EVENT_TIMEOUT, retired)  # any handled event cancels it
         if target != state:
-            self._otp_cancel(EventType.STATE_TIMEOUT)
+            self._otp_retire(EventType.STATE_TIMEOUT, retired)
             if machine.postponed:
                 machine.queue.extendleft(reversed(machine.postponed))
                 machine.postponed = []
         self.state = target
         if effects.timeouts:
-            self._otp_start_timeouts(effects.timeouts)
+            self._otp_start_timeouts(effects.timeouts, retired)
+        for timer in retired.values():
+            timer.handle.cancel()  # type: ignore[union-attr]  # retired ones have one
         if effects.next_events:
             machine.queue.extendleft(reversed(effects.next_events))
         return not machine.stopping
@@ -657,33 +681,49 @@ class StateMachine(GenServer):
                     self.ref, f"{timeout!r}: a generic timeout's name must be hashable"
                 ) from None
 
-    def _otp_start_timeouts(self, timeouts: list[_AnyTimeout]) -> None:
+    def _otp_start_timeouts(
+        self, timeouts: list[_AnyTimeout], retired: dict[Hashable, _Timer]
+    ) -> None:
         # The last action of each kind wins; due zero-time timeouts keep the action order.
         chosen: dict[Hashable, _AnyTimeout] = {}
         for timeout in reversed(timeouts):
             chosen.setdefault(_timer_key(timeout), timeout)
         machine = self._otp_machine
         for key, timeout in reversed(chosen.items()):
-            self._otp_cancel(key)
+            self._otp_retire(key, retired)  # a new one replaces the running one
             time = timeout.time
             if time is None or time == math.inf:
                 continue
-            timer = _Timer(timeout.content)
             if time == 0 and not timeout.absolute:
+                machine.timers[key] = _Timer(timeout.content)
                 machine.zero.append(key)
+                continue
+            now = anyio.current_time()
+            when = float(time) if timeout.absolute else now + time
+            timer = retired.pop(key, None)
+            if timer is not None and timer.armed_for <= when:
+                # Restarted later than its alarm: keep the alarm, it re-arms on arrival.
+                timer.content = timeout.content
+                timer.when = when
             else:
-                delay = time - anyio.current_time() if timeout.absolute else time
-                timer.handle = self.send_after(max(0.0, delay), _Fired(key, timer))
+                if timer is not None:
+                    timer.handle.cancel()  # type: ignore[union-attr]
+                timer = _Timer(timeout.content, when)
+                timer.handle = self.send_after(max(0.0, when - now), _Fired(key, timer))
+                timer.armed_for = when
             machine.timers[key] = timer
 
-    def _otp_cancel(self, key: Hashable) -> None:
+    def _otp_retire(self, key: Hashable, retired: dict[Hashable, _Timer]) -> None:
+        # Cancel the running timeout of this kind: it is never delivered from now on (its
+        # message, if already queued, no longer matches). Its alarm goes to ``retired``,
+        # to be reused by a restart in the same step or cancelled at its end.
         machine = self._otp_machine
         timer = machine.timers.pop(key, None)
         if timer is not None:
             if timer.handle is None:
                 machine.zero.remove(key)
             else:
-                timer.handle.cancel()
+                retired[key] = timer
 
     def _otp_check_state(self, state: Any) -> None:
         if self.callback_mode is not CallbackMode.STATE_FUNCTIONS:

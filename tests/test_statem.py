@@ -678,6 +678,86 @@ async def test_a_timer_cancelled_after_it_fired_is_never_seen() -> None:
         ]
 
 
+class Clocked(otp.StateMachine):
+    """Records ``(what, content, anyio.current_time())``; casts carry the actions to take."""
+
+    callback_mode = otp.CallbackMode.HANDLE_EVENT_FUNCTION
+
+    async def init(self, log: list[Any]) -> otp.NextState:
+        self.log = log
+        return otp.NextState("a")
+
+    async def handle_event(self, event: otp.StateEvent, state: Any) -> otp.Transition:
+        now = anyio.current_time()
+        if event.type is E.CAST:
+            tag, hold, actions = event.content
+            if hold:  # wait until a message (a fired alarm) is queued behind this event
+                ref = self.ref
+                await wait_until(lambda: ref.statistics().mailbox.depth >= 1)
+            self.log.append((tag, None, anyio.current_time()))
+            return otp.KeepState(*actions)
+        self.log.append((event.type.value, event.content, now))
+        return None
+
+
+@pytest.mark.parametrize("kind", ["state", "event", "generic"])
+async def test_a_timeout_restarted_for_later_fires_once_at_the_new_time(kind: str) -> None:
+    def make(seconds: float, content: str) -> Any:
+        if kind == "state":
+            return otp.StateTimeout(seconds, content)
+        if kind == "event":
+            return otp.EventTimeout(seconds, content)
+        return otp.GenericTimeout("g", seconds, content)
+
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(Clocked, log)
+        restart = ("restart", False, (make(0.1, "second"), otp.GenericTimeout("fence", 0.3)))
+        # Inserted, so it runs before the first timeout can fire.
+        await ref.cast(("arm", False, (make(0.02, "first"), otp.NextEvent(restart, E.CAST))))
+        entries = await _logged(log, 4)
+        assert [(what, content) for what, content, _ in entries] == [
+            ("arm", None),
+            ("restart", None),
+            (f"{kind}_timeout", "second"),
+            ("generic_timeout", None),
+        ]
+        assert entries[2][2] - entries[1][2] >= 0.1  # never before its new deadline
+
+
+async def test_a_restart_after_the_old_alarm_was_queued_waits_for_the_new_time() -> None:
+    # The first alarm fires while the machine is busy with the restart: its queued message
+    # must neither deliver the old timeout nor the new one early.
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(Clocked, log)
+        restart = ("restart", True, (otp.StateTimeout(0.1, "second"),))
+        await ref.cast(
+            ("arm", False, (otp.StateTimeout(0.01, "first"), otp.NextEvent(restart, E.CAST)))
+        )
+        entries = await _logged(log, 3)
+        assert [(what, content) for what, content, _ in entries] == [
+            ("arm", None),
+            ("restart", None),
+            ("state_timeout", "second"),
+        ]
+        assert entries[2][2] - entries[1][2] >= 0.1
+        await ref.cast(("fence", False, (otp.GenericTimeout("fence", 0.1),)))
+        assert [what for what, _, _ in await _logged(log, 5)][3:] == ["fence", "generic_timeout"]
+
+
+async def test_a_timeout_restarted_for_sooner_fires_at_the_sooner_time() -> None:
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(Clocked, log)
+        await ref.cast(("arm", False, (otp.StateTimeout(5.0, "late"),)))
+        await ref.cast(("restart", False, (otp.StateTimeout(0.02, "soon"),)))
+        with anyio.fail_after(4):  # long before the first deadline
+            entries = await _logged(log, 3)
+        assert entries[2][:2] == ("state_timeout", "soon")
+        await wait_until(lambda: _timer_tasks() == 0)  # the 5 s alarm was cancelled
+
+
 @pytest.mark.parametrize(
     "timeout",
     [
