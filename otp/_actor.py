@@ -903,10 +903,13 @@ class ActorRef:
         if links:
             self._links = None
             spared = self._link_parent if failed_start else None
+            # While the node closes it stops every actor in order with terminate("shutdown"):
+            # that "shutdown" does not also kill non-trapping links before their turn.
+            orderly = node._closing and isinstance(reason, str) and reason == "shutdown"
             for other in links:
                 if other._links:
                     other._links.discard(self)
-                if other is not spared:
+                if other is not spared and not (orderly and not _traps(other._server)):
                     other._signal(self, reason, linked=True)
         for monitor, target in self._watching.items():
             target._monitors.pop(monitor, None)

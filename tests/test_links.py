@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 import otp
-from otp.testing import wait_for_restart
+from otp.testing import wait_for_restart, wait_until
 from tests._helpers import FailingInit
 
 pytestmark = pytest.mark.anyio
@@ -526,3 +526,46 @@ async def test_untrapped_signal_cuts_terminate_short() -> None:
             await entered.wait()
             ref.exit("cut short")
         assert ref.exit_reason == "cut short"
+
+
+async def test_node_exit_still_runs_terminate_of_linked_actors() -> None:
+    # The node stops every actor in reverse start order with terminate("shutdown"); the
+    # child's "shutdown" does not kill its non-trapping parent before the parent's turn.
+    log: list[Any] = []
+    async with otp.Node() as node:
+        parent = await node.spawn(Peer, log, False, name="parent")
+        await parent.call(("spawn_link", Peer, (log, False)))
+    assert {e for e in log if e[1] == "terminate"} == {
+        (None, "terminate", "shutdown"),
+        ("parent", "terminate", "shutdown"),
+    }
+
+
+async def test_exit_message_is_never_refused_by_a_full_mailbox() -> None:
+    gate = anyio.Event()
+    seen: list[Any] = []
+
+    class Full(otp.GenServer):
+        async def init(self) -> None:
+            self.trap_exit = True
+
+        async def handle_cast(self, message: Any) -> None:
+            await gate.wait()
+
+        async def handle_info(self, message: Any) -> None:
+            seen.append(message)
+
+    log: list[Any] = []
+    async with otp.Node() as node:
+        full = await node.spawn(Full, mailbox=otp.Mailbox(capacity=1, overflow=otp.Overflow.FAIL))
+        (other,) = await _peers(node, log, False)
+        await other.call(("link", full))
+        await full.cast("block")
+        await anyio.wait_all_tasks_blocked()  # now being handled
+        await full.cast("fills the mailbox")
+        with pytest.raises(otp.MailboxFull):
+            await full.cast("refused")
+        other.exit("boom")
+        assert await other.join() == "boom"
+        gate.set()
+        await wait_until(lambda: seen == [otp.Exit(other, "boom")])
