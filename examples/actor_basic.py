@@ -26,13 +26,14 @@ class Deposit:
     amount: int
 
 
+# A request typed by its reply: `await ref.call(Withdraw(5))` is an int for mypy and pyright.
 @attrs.frozen
-class Withdraw:
+class Withdraw(otp.Call[int]):
     amount: int
 
 
 @attrs.frozen
-class Balance: ...
+class Balance(otp.Call[int]): ...
 
 
 @attrs.frozen
@@ -59,19 +60,24 @@ class Account(otp.GenServer):
                     raise ValueError(f"cannot withdraw {amount}, balance is {self.balance}")
                 self.balance -= amount
                 return self.balance
-        raise NotImplementedError(request)
+            case _:
+                return await super().handle_call(request, caller)  # crashes, as in OTP
 
     async def handle_cast(self, message: Any) -> None:
         match message:
             case Deposit(amount):
                 self.balance += amount
                 print(f"  [account] deposit {amount} -> balance {self.balance}")
+            case _:
+                await super().handle_cast(message)
 
     async def handle_info(self, message: Any) -> None:
         match message:
             case Interest(percent):
                 self.balance += self.balance * percent // 100
                 print(f"  [account] {percent}% interest -> balance {self.balance}")
+            case _:
+                await super().handle_info(message)
 
     async def terminate(self, reason: Any) -> None:
         print(f"  [account] terminate({reason!r})")

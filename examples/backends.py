@@ -44,7 +44,8 @@ class Accumulator(otp.GenServer):
                 return self.total
             case "boom":
                 raise RuntimeError("boom")
-        raise NotImplementedError(request)
+            case _:
+                return await super().handle_call(request, caller)
 
 
 async def main(backend: str) -> dict[str, Any]:
@@ -53,15 +54,17 @@ async def main(backend: str) -> dict[str, Any]:
         for n in range(1, 101):
             await node.broker.publish(f"numbers.{'even' if n % 2 == 0 else 'odd'}", n)
         acc = node.whereis("acc")
+        assert acc is not None
         total = await acc.call(Total())
         try:
             await acc.call("boom")
         except otp.ActorExited:
             pass
         restarted = next(c.ref for c in await sup.which_children())
+        assert restarted is not None
         result = {
             "total": total,
-            "restarted": restarted is not acc and restarted is not None and restarted.alive,
+            "restarted": restarted is not acc and restarted.alive,
             "total after restart": await restarted.call(Total()),
         }
     print(f"{backend:8} -> {result}")

@@ -47,7 +47,7 @@ class Add:
 
 @otp.message("counter.get")
 @attrs.frozen
-class Get:
+class Get(otp.Call[int]):  # the reply is an int: `await counter.call(Get())` is typed
     pass
 
 
@@ -67,11 +67,15 @@ class Counter(otp.GenServer):
             case Add(n):
                 self.total += n
                 await self.publish("counter.changed", Changed(self.total, n))
+            case _:
+                await super().handle_cast(message)
 
-    async def handle_call(self, request: Any, caller: Any) -> Any:
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
         match request:
             case Get():
                 return self.total
+            case _:
+                return await super().handle_call(request, caller)
 
 
 class Watcher(otp.GenServer):
@@ -84,8 +88,11 @@ class Watcher(otp.GenServer):
     async def handle_info(self, message: Any) -> None:
         match message:
             case otp.Down(ref, reason):
-                print(f"[watcher] Down: {ref.name!r} on node {ref.node!r} -> {reason!r}")
+                where = ref.node if isinstance(ref, otp.RemoteRef) else "this node"
+                print(f"[watcher] Down: {ref.name!r} on node {where!r} -> {reason!r}")
                 self.said.set()
+            case _:
+                await super().handle_info(message)
 
 
 def broker(args: argparse.Namespace) -> RedisBroker:
@@ -100,10 +107,10 @@ async def serve(args: argparse.Namespace) -> None:
         await anyio.sleep_forever()
 
 
-async def find_counter(node: otp.Node, timeout: float = 30.0) -> Any:
+async def find_counter(node: otp.Node, timeout: float = 30.0) -> otp.Ref:
     with anyio.fail_after(timeout):
         while True:
-            ref = await node.broker.whereis("counter")  # type: ignore[attr-defined]
+            ref = await node.locate("counter")
             if ref is not None:
                 return ref
             await anyio.sleep(0.5)
@@ -144,6 +151,7 @@ async def demo(args: argparse.Namespace) -> None:
         local = await server.spawn(Counter, name="counter")
         async with otp.Node(name="counter-client", broker=broker(args)) as node:
             counter = await find_counter(node, timeout=5)
+            assert isinstance(counter, otp.RemoteRef)  # found on the other node
             print(f"client found {counter.name!r} on node {counter.node!r}")
             down = anyio.Event()
             await node.spawn(Watcher, counter, down)
@@ -166,7 +174,7 @@ async def demo(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("role", nargs="?", choices=["serve", "client", "demo"], default="demo")
     parser.add_argument("--url", default=os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--prefix", default="otp-demo")

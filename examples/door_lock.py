@@ -56,7 +56,7 @@ class CodeLock(otp.StateMachine):
                 self.buttons.clear()
                 print(f"[{self.ref.name}] locked")
             case otp.StateEvent(EventType.CAST, Button(digit)):
-                if not isinstance(digit, int):
+                if digit not in range(10):
                     raise ValueError(f"not a digit: {digit!r}")
                 self.buttons = [*self.buttons, digit][-len(self.code) :]
                 if self.buttons == self.code:
@@ -66,10 +66,12 @@ class CodeLock(otp.StateMachine):
             case otp.StateEvent(EventType.STATE_TIMEOUT, "forget"):
                 print(f"[{self.ref.name}] forgot {len(self.buttons)} button(s)")
                 self.buttons.clear()
-            case otp.StateEvent(EventType.CALL, Status(), caller):
+            case otp.StateEvent(EventType.CALL, Status(), otp.Caller() as caller):
                 return otp.KeepState(otp.Reply(caller, "locked"))
-            case otp.StateEvent(EventType.CALL, WhenLocked(), caller):
+            case otp.StateEvent(EventType.CALL, WhenLocked(), otp.Caller() as caller):
                 return otp.KeepState(otp.Reply(caller, "locked"))
+            case _:
+                pass
         return None
 
     async def open(self, event: otp.StateEvent) -> otp.Transition:
@@ -81,10 +83,12 @@ class CodeLock(otp.StateMachine):
                 return otp.NextState("locked")
             case otp.StateEvent(EventType.CAST, Button(digit)):
                 print(f"[{self.ref.name}] open: button {digit} ignored")
-            case otp.StateEvent(EventType.CALL, Status(), caller):
+            case otp.StateEvent(EventType.CALL, Status(), otp.Caller() as caller):
                 return otp.KeepState(otp.Reply(caller, "open"))
             case otp.StateEvent(EventType.CALL, WhenLocked()):
                 return otp.KeepState(otp.Postpone())  # retried after the next state change
+            case _:
+                pass
         return None
 
 

@@ -111,10 +111,13 @@ async def main() -> None:
     async with otp.Node() as node:
         pipeline = await node.start(tree)
         ingest = node.whereis("ingest")
+        assert ingest is not None
         async with node.broker.subscribe("pipeline.enriched.*") as results:
             received = 0
             for line in LINES:
                 parse, enrich = node.whereis("parse"), node.whereis("enrich")
+                assert parse is not None
+                assert enrich is not None
                 await ingest.cast(Feed(line))
                 if line.count(" ") != 1:
                     print(f"  {line!r} is garbage: parse crashes on it")

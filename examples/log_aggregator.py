@@ -125,10 +125,10 @@ async def main() -> None:
         await node.broker.publish("metrics.cpu", 0.93)
 
         # A call is queued behind the published messages, so the answers are complete.
-        print(f"alerts: {await node.whereis('errors').call(Report())}")
-        print(f"auth trail: {await node.whereis('auth').call(Report())}")
-        print(f"counts: {await node.whereis('counter').call(Report())}")
-        print(f"dead letters: {await node.whereis('dead').call(Report())}")
+        print(f"alerts: {await node.call('errors', Report())}")
+        print(f"auth trail: {await node.call('auth', Report())}")
+        print(f"counts: {await node.call('counter', Report())}")
+        print(f"dead letters: {await node.call('dead', Report())}")
         stats = node.broker.statistics()
         print(f"broker: {stats.published} published, {stats.delivered} delivered")
 

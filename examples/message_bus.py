@@ -72,6 +72,8 @@ class Room(otp.GenServer):
                     self.speakers.append(user)
             case otp.Request(message=Who()) as request:
                 await request.reply(list(self.speakers))
+            case _:
+                await super().handle_info(message)
 
 
 class Moderator(otp.GenServer):
@@ -119,7 +121,7 @@ async def main() -> None:
 
         speakers = await bus.request("chat.lobby.who", Who(), timeout=5.0)
         print(f"request chat.lobby.who -> {speakers}")
-        print(f"the moderator saw {await node.whereis('moderator').call('count')} messages")
+        print(f"the moderator saw {await node.call('moderator', 'count')} messages")
         stats = bus.statistics()
         print(f"broker: {stats.published} published, {stats.filtered} filtered by middleware")
 

@@ -81,12 +81,14 @@ async def main() -> None:
 
         for name in ("one_for_one", "one_for_all", "rest_for_one"):
             sup = node.whereis(name)
+            assert isinstance(sup, otp.SupervisorRef)
             before = await refs(sup)
             after = await crash(sup, "b")
             restarted = [cid for cid in before if after[cid] is not before[cid]]
             print(f"{name:13} crash b -> restarted {restarted}")
 
         fragile = node.whereis("fragile")
+        assert isinstance(fragile, otp.SupervisorRef)
         await crash(fragile, "x")
         print("fragile       crash x -> restarted (1 restart allowed in 5 s)")
         victim = (await refs(fragile))["x"]

@@ -41,7 +41,8 @@ class Worker(otp.GenServer):
             case Work(n):
                 await anyio.sleep(0.02)  # pretend to work
                 return (self.ref, n * n)
-        raise NotImplementedError(request)
+            case _:
+                return await super().handle_call(request, caller)  # crashes, as OTP does
 
 
 async def run_job(pool: otp.ActorRef, n: int, results: dict[int, tuple[otp.ActorRef, int]]) -> None:

@@ -16,7 +16,7 @@ from ._actor import MonitorRef as MonitorRef
 from ._actor import Shutdown as Shutdown
 from ._actor import TimerRef as TimerRef
 from ._actor import is_normal_exit as is_normal_exit
-from ._backends import Promise as Caller
+from ._backends import Caller as Caller
 from ._broker import BROADCAST as BROADCAST
 from ._broker import DEAD_LETTERS as DEAD_LETTERS
 from ._broker import Broker as Broker
@@ -30,6 +30,7 @@ from ._broker import Subscription as Subscription
 from ._broker import message as message
 from ._broker import message_type as message_type
 from ._broker import topic_matches as topic_matches
+from ._call import Call as Call
 from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
 from ._codec import MsgpackCodec as MsgpackCodec
@@ -75,6 +76,7 @@ from ._node import Event as Event
 from ._node import Node as Node
 from ._node import NodeEvent as NodeEvent
 from ._node import run as run
+from ._ref import Ref as Ref
 from ._remote import RemoteRef as RemoteRef
 from ._statem import CallbackMode as CallbackMode
 from ._statem import EventTimeout as EventTimeout
@@ -106,6 +108,7 @@ from ._supervisor import ChildCount as ChildCount
 from ._supervisor import ChildInfo as ChildInfo
 from ._supervisor import ChildSpec as ChildSpec
 from ._supervisor import PoolRef as PoolRef
+from ._supervisor import PoolSpec as PoolSpec
 from ._supervisor import Restart as Restart
 from ._supervisor import Strategy as Strategy
 from ._supervisor import SupervisorRef as SupervisorRef
@@ -177,6 +180,7 @@ __all__ = [
     "Broker",
     "BrokerStatistics",
     "CONSISTENT_HASH",
+    "Call",
     "CallTimeout",
     "CallbackMode",
     "CalledSelf",
@@ -232,9 +236,11 @@ __all__ = [
     "Overflow",
     "PERMANENT",
     "PoolRef",
+    "PoolSpec",
     "Postpone",
     "REST_FOR_ONE",
     "ROUND_ROBIN",
+    "Ref",
     "RemoteError",
     "RemoteRef",
     "RepeatState",

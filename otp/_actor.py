@@ -17,12 +17,13 @@ import sys
 import time
 from collections.abc import Callable
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, final, overload
 
 import anyio
 import attrs
 
 from ._backends import Backend, Expired, Promise
+from ._call import Call, R
 from ._exceptions import (
     ActorExited,
     CalledSelf,
@@ -45,6 +46,7 @@ from ._mailbox import (
     MailboxStatistics,
     Overflow,
 )
+from ._ref import Ref
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -142,7 +144,7 @@ class MonitorRef:
     """The handle of one monitor (OTP's monitor reference)."""
 
     id: int
-    target: ActorRef = attrs.field(repr=lambda r: repr(r))
+    target: Ref = attrs.field(repr=lambda r: repr(r))
 
 
 @attrs.frozen
@@ -153,7 +155,7 @@ class Down:
     dead when monitored) or the exception that crashed it.
     """
 
-    ref: ActorRef
+    ref: Ref
     reason: Any
     monitor: MonitorRef | None = attrs.field(default=None, eq=False, repr=False)
 
@@ -326,6 +328,15 @@ class ActorRef:
     def exit_reason(self) -> Any:
         """The exit reason once the actor has exited, else ``None``."""
         return self._exit_reason
+
+    @overload
+    async def call(self, request: Call[R], timeout: float | None = 5.0) -> R: ...
+    @overload
+    async def call(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object], timeout: float | None = 5.0
+    ) -> object: ...
+    @overload
+    async def call(self, request: Any, timeout: float | None = 5.0) -> Any: ...
 
     async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
         """Send ``request`` to ``handle_call`` and wait for the reply (``gen_server:call/3``).
@@ -682,7 +693,7 @@ class ActorRef:
         elif not (isinstance(reason, str) and reason == "normal"):
             self._die(reason)
 
-    def _reply(self, caller: Promise, value: Any) -> None:
+    def _reply(self, caller: Any, value: Any) -> None:  # caller: a Promise behind otp.Caller
         if self._pending:
             self._pending.discard(caller)
         caller.resolve(value)
@@ -698,15 +709,17 @@ class ActorRef:
             self._prune_at = max(64, 2 * len(pending))
         pending.add(caller)
 
-    def _monitor(self, target: ActorRef) -> MonitorRef:
-        monitor = target._add_monitor(self._deliver_control, self)
+    def _monitor(self, ref: Ref) -> MonitorRef:
+        target: Any = ref  # an ActorRef or a RemoteRef: both have the private monitor hooks
+        monitor: MonitorRef = target._add_monitor(self._deliver_control, self)
         if target._alive:
             self._watching[monitor] = target
         return monitor
 
     def _demonitor(self, monitor: MonitorRef) -> bool:
         self._watching.pop(monitor, None)
-        return monitor.target._monitors.pop(monitor, None) is not None
+        target: Any = monitor.target  # an ActorRef or a RemoteRef: both keep _monitors
+        return target._monitors.pop(monitor, None) is not None
 
     def _add_monitor(
         self, deliver: Callable[[Down], None], watcher: ActorRef | None = None

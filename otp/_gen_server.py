@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar, Final, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Unpack, final, overload
 
 import attrs
 
@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from ._actor import ActorRef, MonitorRef, TimerRef
-    from ._backends import Promise as Caller
-    from ._node import Node
+    from ._backends import Caller
+    from ._init_args import A1, A2, A3, A4, Init0, Init1, Init2, Init3, Init4, InitN, Ts
+    from ._node import Node, SpawnLinkOptions
+    from ._ref import Ref
 
 __all__ = ["NOREPLY", "GenServer", "IdleTimeout"]
 
@@ -129,7 +131,9 @@ class GenServer:
 
     # ------------------------------------------------------------------ callbacks
 
-    async def init(self, *args: Any) -> object:
+    # ``**kwargs`` only so that overrides with any signature type-check (start arguments
+    # are positional; see otp/_init_args.py for how they are checked against ``init``).
+    async def init(self, *args: Any, **kwargs: Any) -> object:
         """Prepare the state; runs before the actor is started (``gen_server:init/1``).
 
         Raising makes the start fail with :class:`otp.StartFailed`.
@@ -216,7 +220,7 @@ class GenServer:
         queued message (OTP's ``{continue, Arg}``)."""
         self.ref._continues.append(arg)
 
-    def monitor(self, ref: ActorRef) -> MonitorRef:
+    def monitor(self, ref: Ref) -> MonitorRef:
         """Watch ``ref``: when it exits, ``handle_info`` gets ``otp.Down(ref, reason)``.
 
         An actor that is already dead gives ``Down`` with reason ``"noproc"`` at once
@@ -243,7 +247,48 @@ class GenServer:
         already arrived stays in the mailbox."""
         self.ref._unlink(ref)
 
-    async def spawn_link(self, cls: type[GenServer], *args: Any, **options: Any) -> ActorRef:
+    # The overloads check the start arguments against ``cls.init`` (see otp/_init_args.py).
+    @overload
+    async def spawn_link(
+        self, cls: type[Init0], /, **options: Unpack[SpawnLinkOptions]
+    ) -> ActorRef: ...
+    @overload
+    async def spawn_link(
+        self, cls: type[Init1[A1]], a1: A1, /, **options: Unpack[SpawnLinkOptions]
+    ) -> ActorRef: ...
+    @overload
+    async def spawn_link(
+        self, cls: type[Init2[A1, A2]], a1: A1, a2: A2, /, **options: Unpack[SpawnLinkOptions]
+    ) -> ActorRef: ...
+    @overload
+    async def spawn_link(
+        self,
+        cls: type[Init3[A1, A2, A3]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        /,
+        **options: Unpack[SpawnLinkOptions],
+    ) -> ActorRef: ...
+    @overload
+    async def spawn_link(
+        self,
+        cls: type[Init4[A1, A2, A3, A4]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        a4: A4,
+        /,
+        **options: Unpack[SpawnLinkOptions],
+    ) -> ActorRef: ...
+    @overload
+    async def spawn_link(
+        self, cls: type[InitN[*Ts]], /, *args: *Ts, **options: Unpack[SpawnLinkOptions]
+    ) -> ActorRef: ...
+
+    async def spawn_link(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTuple overload
+        self, cls: type[Any], *args: Any, **options: Any
+    ) -> ActorRef:
         """Start an actor under the node, linked to this one (``gen_server:start_link``
         from this process): ``node.spawn(cls, *args, link=self.ref, **options)``.
 
@@ -251,7 +296,9 @@ class GenServer:
         stops it with the same reason (``terminate`` runs). If its ``init`` fails, this
         raises :class:`otp.StartFailed` and no exit signal follows.
         """
-        return await self.node.spawn(cls, *args, link=self.ref, **options)
+        node: Any = self.node  # the arguments were checked by the overloads above
+        ref: ActorRef = await node.spawn(cls, *args, link=self.ref, **options)
+        return ref
 
     def demonitor(self, monitor: MonitorRef) -> bool:
         """Stop watching; returns ``False`` if the monitor had already fired or ended."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 
 import anyio
 import attrs
@@ -208,7 +208,8 @@ class Groups:
                 del self._local[group]
             store = self._store
             if store is not None:
-                store._group_exited(group, down.ref)
+                # Groups hold local members only: the Down is from an ActorRef.
+                store._group_exited(group, cast("ActorRef", down.ref))
             self._changed(group)
 
         return exited

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack, overload
 
 import anyio
 import anyio.abc
@@ -21,7 +21,7 @@ from anyio.abc import TaskGroup
 from ._actor import ActorRef, Shutdown, start_actor
 from ._backends import backend as _current_backend
 from ._broker import Broker, DeadLetter, InMemoryBroker
-from ._exceptions import NameTaken, NodeFenced, SupervisorGaveUp
+from ._exceptions import ActorExited, NameTaken, NodeFenced, SupervisorGaveUp
 from ._gen_server import GenServer
 from ._global import Global, GlobalRegistry
 from ._groups import Groups
@@ -30,7 +30,17 @@ from ._multicall import MultiCallResult, multi_call
 from ._threads import FromThread
 
 if TYPE_CHECKING:
-    from ._supervisor import SupervisorRef, SupervisorSpec, TreeSnapshot, WorkerSpec
+    from ._call import Call, R
+    from ._init_args import A1, A2, A3, A4, Init0, Init1, Init2, Init3, Init4, InitN, Ts
+    from ._ref import Ref
+    from ._supervisor import (
+        PoolRef,
+        PoolSpec,
+        SupervisorRef,
+        SupervisorSpec,
+        TreeSnapshot,
+        WorkerSpec,
+    )
 
 __all__ = ["Event", "Node", "NodeEvent", "run"]
 
@@ -65,6 +75,20 @@ class NodeEvent:
 Event = NodeEvent
 
 
+class SpawnLinkOptions(TypedDict, total=False):
+    """The keyword options of ``GenServer.spawn_link``."""
+
+    name: str | None
+    mailbox: Mailbox | None
+    shutdown: Shutdown
+
+
+class SpawnOptions(SpawnLinkOptions, total=False):
+    """The keyword options of :meth:`Node.spawn`."""
+
+    link: ActorRef | None
+
+
 class Node:
     """The root of an anyotp program: owns the root task group, the name registry and the
     broker (``otp.Node(broker=...)``; in-memory by default).
@@ -78,7 +102,7 @@ class Node:
     def __init__(self, *, broker: Broker | None = None, name: str = "nonode") -> None:
         self.name = name
         self.broker: Broker = broker if broker is not None else InMemoryBroker()
-        self._registry: dict[str, Any] = {}
+        self._registry: dict[str, ActorRef] = {}
         # Top-level actors and supervisors, in start order (dict keeps insertion order).
         self._top: dict[ActorRef, None] = {}
         self._task_group_cm: TaskGroup | None = None
@@ -161,9 +185,46 @@ class Node:
 
     # ------------------------------------------------------------------ actors
 
+    # The overloads check the start arguments against ``cls.init`` (see otp/_init_args.py).
+    @overload
+    async def spawn(self, cls: type[Init0], /, **options: Unpack[SpawnOptions]) -> ActorRef: ...
+    @overload
+    async def spawn(
+        self, cls: type[Init1[A1]], a1: A1, /, **options: Unpack[SpawnOptions]
+    ) -> ActorRef: ...
+    @overload
+    async def spawn(
+        self, cls: type[Init2[A1, A2]], a1: A1, a2: A2, /, **options: Unpack[SpawnOptions]
+    ) -> ActorRef: ...
+    @overload
     async def spawn(
         self,
-        cls: type[GenServer],
+        cls: type[Init3[A1, A2, A3]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        /,
+        **options: Unpack[SpawnOptions],
+    ) -> ActorRef: ...
+    @overload
+    async def spawn(
+        self,
+        cls: type[Init4[A1, A2, A3, A4]],
+        a1: A1,
+        a2: A2,
+        a3: A3,
+        a4: A4,
+        /,
+        **options: Unpack[SpawnOptions],
+    ) -> ActorRef: ...
+    @overload
+    async def spawn(
+        self, cls: type[InitN[*Ts]], /, *args: *Ts, **options: Unpack[SpawnOptions]
+    ) -> ActorRef: ...
+
+    async def spawn(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTuple overload
+        self,
+        cls: type[Any],
         *args: Any,
         name: str | None = None,
         mailbox: Mailbox | None = None,
@@ -210,8 +271,11 @@ class Node:
             link=link,
         )
         self._top[ref] = None
-        ref._add_monitor(lambda down: self._top.pop(down.ref, None))
+        ref._add_monitor(lambda down: self._top.pop(ref, None))
         return ref
+
+    @overload
+    async def start(self, spec: PoolSpec) -> PoolRef: ...
 
     @overload
     async def start(self, spec: SupervisorSpec) -> SupervisorRef: ...
@@ -241,11 +305,13 @@ class Node:
             portal = self._from_thread = FromThread(self)
         return portal
 
-    def whereis(self, name: str) -> Any:
+    def whereis(self, name: str) -> ActorRef | None:
         """The live ref registered under ``name``, or ``None`` (``erlang:whereis/1``)."""
         return self._registry.get(name)
 
-    async def locate(self, name: str, *, node: str | None = None, timeout: float = 2.0) -> Any:
+    async def locate(
+        self, name: str, *, node: str | None = None, timeout: float = 2.0
+    ) -> Ref | None:
         """Like :meth:`whereis`, but across nodes when the broker reaches other nodes
         (``otp.redis.RedisBroker``): the local ref, else the holder of the
         :class:`otp.Global` name ``name`` (one Redis read), else a ref to an actor
@@ -263,10 +329,78 @@ class Node:
             if local is not None:
                 return local
             # A global name is one Redis read away; otherwise ask every node.
-            found = await broker._locate_global(name, timeout)
+            found: Ref | None = await broker._locate_global(name, timeout)
             if found is not None:
                 return found
-        return await finder(name, node=node, timeout=timeout)
+        found_anywhere: Ref | None = await finder(name, node=node, timeout=timeout)
+        return found_anywhere
+
+    # ------------------------------------------------------------------ by name
+
+    async def _resolve_name(self, name: str, timeout: float | None = None) -> Ref | None:
+        """The ref ``name`` stands for right now, or ``None``: the one place where
+        :meth:`call`, :meth:`cast` and :meth:`send` resolve a name. A plain name is this
+        node's registry; an :class:`otp.Global` name not held here is asked of the
+        cluster (``timeout`` bounds that, 2 s by default)."""
+        local = self._registry.get(name)
+        if local is not None or type(name) is not Global:
+            return local
+        broker = self.broker
+        if not isinstance(broker, GlobalRegistry):
+            return None
+        found: Ref | None = await broker._locate_global(
+            name, 2.0 if timeout is None else min(timeout, 2.0)
+        )
+        return found
+
+    @overload
+    async def call(self, name: str, request: Call[R], timeout: float | None = 5.0) -> R: ...
+    @overload
+    async def call(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, name: str, request: Call[object], timeout: float | None = 5.0
+    ) -> object: ...
+    @overload
+    async def call(self, name: str, request: Any, timeout: float | None = 5.0) -> Any: ...
+
+    async def call(self, name: str, request: Any, timeout: float | None = 5.0) -> Any:
+        """Call the actor registered as ``name`` (``gen_server:call({Name, Node}, ...)``).
+
+        The name is resolved at this call, as Erlang resolves a registered name at each
+        send, so a restarted actor is reached under its name; an :class:`otp.Global`
+        name held on another node is found in the cluster (``{global, Name}``). Raises
+        :class:`otp.ActorExited` with reason ``"noproc"`` if nobody holds ``name``, and
+        otherwise what :meth:`ActorRef.call` raises.
+        """
+        ref = await self._resolve_name(name, timeout)
+        if ref is None:
+            raise ActorExited(name, "noproc")
+        return await ref.call(request, timeout)
+
+    async def cast(self, name: str, message: Any) -> None:
+        """Cast to the actor registered as ``name`` now (``gen_server:cast/2``).
+
+        As in OTP a cast never fails: if nobody holds ``name`` the message becomes a dead
+        letter (reason ``"noproc"``) and ``cast`` returns quietly.
+        """
+        ref = await self._resolve_name(name)
+        if ref is None:
+            await self._backend.checkpoint()
+            self._dead_letter(name, message, "noproc")
+            return
+        await ref.cast(message)
+
+    async def send(self, name: str, message: Any) -> None:
+        """Send ``message`` to ``handle_info`` of the actor registered as ``name`` now
+        (Erlang's ``Name ! Message``).
+
+        Raises :class:`otp.ActorExited` with reason ``"noproc"`` if nobody holds ``name``
+        (Erlang raises ``badarg``); a holder that dies before handling it gets a dead
+        letter, as with :meth:`ActorRef.send`.
+        """
+        ref = await self._resolve_name(name)
+        if ref is None:
+            raise ActorExited(name, "noproc")
+        await ref.send(message)
 
     async def multi_call(
         self,

@@ -11,10 +11,11 @@ the actor's exit reason, ``"noproc"``, ``"nodedown"`` (its node stopped heartbea
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol, final
+from typing import TYPE_CHECKING, Any, Protocol, final, overload
 
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
+    from ._call import Call, R
     from ._supervisor import ChildCount, ChildInfo, ChildSpec
 
 __all__ = ["RemoteRef", "RemoteTransport"]
@@ -136,6 +137,15 @@ class RemoteRef:
             self._exit_reason = reason
 
     # ------------------------------------------------------------------ messages
+
+    @overload
+    async def call(self, request: Call[R], timeout: float | None = 5.0) -> R: ...
+    @overload
+    async def call(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object], timeout: float | None = 5.0
+    ) -> object: ...
+    @overload
+    async def call(self, request: Any, timeout: float | None = 5.0) -> Any: ...
 
     async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
         """Send ``request`` to the actor's ``handle_call`` and wait for the reply.

@@ -40,7 +40,7 @@ from ._gen_server import NOREPLY, GenServer
 
 if TYPE_CHECKING:
     from ._actor import TimerRef
-    from ._compat import Promise as Caller
+    from ._backends import Caller
 
 __all__ = [
     "CallbackMode",
@@ -416,7 +416,7 @@ class StateMachine(GenServer):
 
     # ------------------------------------------------------------------ callbacks
 
-    async def init(self, *args: Any) -> NextState:
+    async def init(self, *args: Any, **kwargs: Any) -> NextState:  # kwargs: for overrides
         """Set up the data and return ``otp.NextState(initial_state, *actions)``
         (``Module:init/1``). Runs before the machine counts as started; the initial enter
         call and the actions run after, before any message. Raising makes the start fail

@@ -20,7 +20,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, NewType, TypedDict, Unpack, overload
 
 import anyio
 import attrs
@@ -52,9 +52,12 @@ from ._exceptions import (
 from ._gen_server import GenServer
 from ._hashring import pick
 from ._mailbox import Mailbox, MailboxStatistics
+from ._ref import Ref
 
 if TYPE_CHECKING:
-    from ._backends import Promise
+    from ._backends import Caller
+    from ._call import Call, R
+    from ._init_args import A1, A2, A3, A4, Init0, Init1, Init2, Init3, Init4, InitN, Ts
     from ._node import Node
 
 __all__ = [
@@ -74,6 +77,7 @@ __all__ = [
     "Restart",
     "Strategy",
     "PoolRef",
+    "PoolSpec",
     "SupervisorRef",
     "SupervisorSnapshot",
     "SupervisorSpec",
@@ -229,8 +233,48 @@ def _check_backoff(backoff: object) -> None:
         raise TypeError(f"backoff must be an otp.Backoff or None, not {backoff!r}")
 
 
+class WorkerOptions(TypedDict, total=False):
+    """The keyword options of :func:`worker` (typing: ``**options: Unpack[WorkerOptions]``)."""
+
+    name: str | None
+    id: str | None
+    restart: Restart
+    shutdown: Shutdown
+    mailbox: Mailbox | None
+    backoff: Backoff | None
+
+
+# The overloads check the start arguments against ``cls.init`` (see otp/_init_args.py).
+@overload
+def worker(cls: type[Init0], /, **options: Unpack[WorkerOptions]) -> WorkerSpec: ...
+@overload
+def worker(cls: type[Init1[A1]], a1: A1, /, **options: Unpack[WorkerOptions]) -> WorkerSpec: ...
+@overload
 def worker(
-    cls: type[GenServer],
+    cls: type[Init2[A1, A2]], a1: A1, a2: A2, /, **options: Unpack[WorkerOptions]
+) -> WorkerSpec: ...
+@overload
+def worker(
+    cls: type[Init3[A1, A2, A3]], a1: A1, a2: A2, a3: A3, /, **options: Unpack[WorkerOptions]
+) -> WorkerSpec: ...
+@overload
+def worker(
+    cls: type[Init4[A1, A2, A3, A4]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    a4: A4,
+    /,
+    **options: Unpack[WorkerOptions],
+) -> WorkerSpec: ...
+@overload
+def worker(
+    cls: type[InitN[*Ts]], /, *args: *Ts, **options: Unpack[WorkerOptions]
+) -> WorkerSpec: ...
+
+
+def worker(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTuple overload
+    cls: type[Any],
     *args: Any,
     name: str | None = None,
     id: str | None = None,
@@ -369,9 +413,70 @@ LEAST_BUSY: Final = "least_busy"
 CONSISTENT_HASH: Final = "consistent_hash"
 
 
+class PoolOptions(TypedDict, total=False):
+    """The keyword options of :func:`worker_pool`."""
+
+    size: int
+    dispatch: str
+    mailbox: Mailbox | None
+    shutdown: Shutdown
+    max_restarts: int
+    within: float
+    id: str | None
+    restart: Restart
+    backoff: Backoff | None
+    key: Callable[[Any], object] | None
+
+
+#: A :class:`SupervisorSpec` made by :func:`worker_pool` (typing only: ``node.start`` and
+#: ``start_child`` return a :class:`PoolRef` for it); at run time it is the SupervisorSpec.
+PoolSpec = NewType("PoolSpec", SupervisorSpec)
+
+
+@overload
+def worker_pool(name: str, cls: type[Init0], /, **options: Unpack[PoolOptions]) -> PoolSpec: ...
+@overload
+def worker_pool(
+    name: str, cls: type[Init1[A1]], a1: A1, /, **options: Unpack[PoolOptions]
+) -> PoolSpec: ...
+@overload
+def worker_pool(
+    name: str, cls: type[Init2[A1, A2]], a1: A1, a2: A2, /, **options: Unpack[PoolOptions]
+) -> PoolSpec: ...
+@overload
 def worker_pool(
     name: str,
-    cls: type[GenServer],
+    cls: type[Init3[A1, A2, A3]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    /,
+    **options: Unpack[PoolOptions],
+) -> PoolSpec: ...
+@overload
+def worker_pool(
+    name: str,
+    cls: type[Init4[A1, A2, A3, A4]],
+    a1: A1,
+    a2: A2,
+    a3: A3,
+    a4: A4,
+    /,
+    **options: Unpack[PoolOptions],
+) -> PoolSpec: ...
+@overload
+def worker_pool(
+    name: str,
+    cls: type[InitN[*Ts]],
+    /,
+    *args: *Ts,
+    **options: Unpack[PoolOptions],
+) -> PoolSpec: ...
+
+
+def worker_pool(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTuple overload
+    name: str,
+    cls: type[Any],
     *args: Any,
     size: int = 4,
     dispatch: str = ROUND_ROBIN,
@@ -383,7 +488,7 @@ def worker_pool(
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     key: Callable[[Any], object] | None = None,
-) -> SupervisorSpec:
+) -> PoolSpec:
     """A supervised pool of ``size`` identical workers; ``node.start`` (or
     ``start_child``) returns a :class:`PoolRef` whose ``call``/``cast`` go to one worker,
     chosen round-robin (``"round_robin"``), by the shortest mailbox (``"least_busy"``) or
@@ -417,7 +522,7 @@ def worker_pool(
         restart=restart,
         backoff=backoff,
     )
-    return attrs.evolve(spec, dispatch=dispatch, key=key)
+    return PoolSpec(attrs.evolve(spec, dispatch=dispatch, key=key))
 
 
 @message("$otp.child_info")  # crosses the wire (remote supervisor operations)
@@ -494,7 +599,7 @@ class _Supervisor(GenServer):
         # Children in start order (dicts keep insertion order and delete in O(1)).
         self.children: dict[_Child, None] = {}
         self.by_id: dict[str, _Child] = {}
-        self.by_ref: dict[ActorRef, _Child] = {}
+        self.by_ref: dict[Ref, _Child] = {}
         self.restart_times: deque[float] = deque()
         self.total_restarts = 0
         self.serial = 0
@@ -781,7 +886,7 @@ class _Supervisor(GenServer):
 
     # -------------------------------------------------------------- the dynamic API
 
-    async def handle_call(self, request: Any, caller: Promise) -> Any:
+    async def handle_call(self, request: Any, caller: Caller) -> Any:
         if not isinstance(request, _Call):
             raise NotImplementedError(
                 f"supervisor {self.spec.name!r} got an unknown call {request!r}"
@@ -898,6 +1003,13 @@ class SupervisorRef(ActorRef):
         """Counts of specs, running children, supervisors and workers."""
         return await self._op("count_children")  # type: ignore[no-any-return]
 
+    @overload
+    async def start_child(self, spec: PoolSpec) -> PoolRef: ...
+    @overload
+    async def start_child(self, spec: SupervisorSpec) -> SupervisorRef: ...
+    @overload
+    async def start_child(self, spec: WorkerSpec) -> ActorRef: ...
+
     async def start_child(self, spec: ChildSpec) -> ActorRef:
         """Add ``spec`` at the end and start it; returns its ref once ``init`` is done.
 
@@ -962,6 +1074,15 @@ class PoolRef(SupervisorRef):
         index = server.next_worker % len(workers)
         server.next_worker = index + 1
         return workers[index]
+
+    @overload
+    async def call(self, request: Call[R], timeout: float | None = 5.0) -> R: ...
+    @overload
+    async def call(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object], timeout: float | None = 5.0
+    ) -> object: ...
+    @overload
+    async def call(self, request: Any, timeout: float | None = 5.0) -> Any: ...
 
     async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
         """Call one worker of the pool (see :meth:`ActorRef.call`)."""

@@ -346,7 +346,7 @@ async def wait_for_name(
     def registered() -> ActorRef | None:
         ref = node.whereis(name)
         if ref is not None and ref is not not_ref and ref.alive:
-            return ref  # type: ignore[no-any-return]
+            return ref
         return None
 
     result: ActorRef = await wait_until(

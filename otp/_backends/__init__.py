@@ -31,12 +31,25 @@ __all__ = [
     "BUDGET_SLICE",
     "Backend",
     "Budget",
+    "Caller",
     "DeadlineQueue",
     "Expired",
     "Parker",
     "Promise",
     "backend",
 ]
+
+
+class Caller:
+    """The opaque handle of a waiting caller (the ``From`` of ``gen_server:handle_call/3``).
+
+    ``handle_call(request, caller)`` receives one; keep it to answer later with
+    ``self.reply(caller, value)`` after returning :data:`otp.NOREPLY`. It has no public
+    methods: a reply goes through :meth:`GenServer.reply`, nowhere else. (Each backend's
+    promise derives from it.)
+    """
+
+    __slots__ = ()
 
 
 class Promise(Protocol):

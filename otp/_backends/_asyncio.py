@@ -7,7 +7,7 @@ import math
 import weakref
 from typing import Any
 
-from . import Backend, Budget
+from . import Backend, Budget, Caller
 from ._deadlines import DeadlineQueue
 
 __all__ = ["BACKEND"]
@@ -58,7 +58,7 @@ def loop_deadlines(loop: asyncio.AbstractEventLoop) -> LoopDeadlines:
     return found
 
 
-class AsyncioPromise(asyncio.Future[Any]):
+class AsyncioPromise(asyncio.Future[Any], Caller):
     """The promise is the future itself: one object per call.
 
     Invariant: whoever completes it first wins; later resolve/fail calls report False."""

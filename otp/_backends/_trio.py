@@ -8,7 +8,7 @@ import outcome
 import trio
 from trio.lowlevel import Abort, current_task, reschedule, wait_task_rescheduled
 
-from . import Backend, Budget
+from . import Backend, Budget, Caller
 from ._deadlines import DeadlineQueue, Expired
 
 __all__ = ["BACKEND"]
@@ -51,7 +51,7 @@ class TrioDeadlines:
             self.queue.expire(_current_time())
 
 
-class TrioPromise:
+class TrioPromise(Caller):
     # Invariant: once ``_done`` is set nothing else is delivered; ``_task`` is the waiting
     # task while it sleeps, ``_outcome`` a value delivered before it slept.
     __slots__ = ("_done", "_outcome", "_task")

@@ -233,7 +233,7 @@ class RemoteActors:
             local = local_node.whereis(name)
             if local is not None:
                 self.exported[local.id] = local
-                return local  # type: ignore[no-any-return]
+                return local
             if node is not None:
                 return None
             asked = set(await broker.nodes()) - {broker.node_name}
@@ -446,12 +446,12 @@ class RemoteActors:
         self, ref: RemoteRef, deliver: Callable[[Down], None], watcher: ActorRef | None
     ) -> MonitorRef:
         broker = self.broker
-        monitor = MonitorRef(next(broker._counter), ref)  # type: ignore[arg-type]
+        monitor = MonitorRef(next(broker._counter), ref)
         reason: Any = ref._exit_reason
         if reason is None:
             reason = self._unreachable(ref)
         if reason is not None:
-            deliver(Down(ref, reason, monitor))  # type: ignore[arg-type]
+            deliver(Down(ref, reason, monitor))
             return monitor
         self.mon_out[monitor.id] = (deliver, ref, watcher, monitor)
         broker.session.post(
@@ -479,7 +479,7 @@ class RemoteActors:
         if tell:  # the remote side may still hold it
             broker = self.broker
             broker.session.post(ref.node, encode(Demonitor(mid=mid, **broker._me)))
-        deliver(Down(ref, reason, monitor))  # type: ignore[arg-type]
+        deliver(Down(ref, reason, monitor))
 
     def on_down(self, frame: DownNotice) -> None:
         entry = self.mon_out.get(frame.mid)
