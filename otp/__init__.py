@@ -78,6 +78,8 @@ from ._node import NodeEvent as NodeEvent
 from ._node import run as run
 from ._ref import Ref as Ref
 from ._remote import RemoteRef as RemoteRef
+from ._requests import RequestId as RequestId
+from ._requests import RequestIds as RequestIds
 from ._statem import CallbackMode as CallbackMode
 from ._statem import EventTimeout as EventTimeout
 from ._statem import EventType as EventType
@@ -246,6 +248,8 @@ __all__ = [
     "RepeatState",
     "Reply",
     "Request",
+    "RequestId",
+    "RequestIds",
     "RequestTimeout",
     "Restart",
     "Restarting",

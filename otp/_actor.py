@@ -47,6 +47,7 @@ from ._mailbox import (
     Overflow,
 )
 from ._ref import Ref
+from ._requests import RequestId
 
 if TYPE_CHECKING:
     from anyio.abc import TaskGroup
@@ -384,6 +385,36 @@ class ActorRef:
             return await caller.wait(timeout, self._node._deadlines)
         except Expired:
             raise CallTimeout(self, timeout or 0.0, request) from None
+
+    @overload
+    def send_request(self, request: Call[R]) -> RequestId[R]: ...
+    @overload
+    def send_request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object]
+    ) -> RequestId[object]: ...
+    @overload
+    def send_request(self, request: Any) -> RequestId[Any]: ...
+
+    def send_request(self, request: Any) -> RequestId[Any]:
+        """Send ``request`` to ``handle_call`` without waiting; collect the reply later with
+        ``await handle.wait(timeout)`` (``gen_server:send_request/2``).
+
+        Never yields. A dead actor gives a handle that already holds its
+        :class:`otp.ActorExited`; a full mailbox that would make :meth:`call` wait or fail
+        raises :class:`otp.MailboxFull` at once (as :meth:`cast_nowait` does); a dropped
+        request fails the handle with it. See :class:`otp.RequestId`.
+        """
+        handle: RequestId[Any] = RequestId(self, request, self._backend, self._node._deadlines)
+        slot = handle._slot
+        if not self._alive:
+            slot.fail(self._exited_error())
+            return handle
+        mailbox = self._mailbox
+        try:
+            mailbox.put((CALL, request, slot))
+        except Full:
+            raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+        return handle
 
     async def cast(self, message: Any, *, priority: int = 0) -> None:
         """Send ``message`` to ``handle_cast`` without waiting for it to be handled.

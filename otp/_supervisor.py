@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from ._call import Call, R
     from ._init_args import A1, A2, A3, A4, Init0, Init1, Init2, Init3, Init4, InitN, Ts
     from ._node import Node
+    from ._requests import RequestId
 
 __all__ = [
     "ONE_FOR_ALL",
@@ -1089,6 +1090,21 @@ class PoolRef(SupervisorRef):
         if isinstance(request, _Call):  # supervisor operations go to the supervisor
             return await super().call(request, timeout)
         return await self._pick(request).call(request, timeout)
+
+    @overload
+    def send_request(self, request: Call[R]) -> RequestId[R]: ...
+    @overload
+    def send_request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object]
+    ) -> RequestId[object]: ...
+    @overload
+    def send_request(self, request: Any) -> RequestId[Any]: ...
+
+    def send_request(self, request: Any) -> RequestId[Any]:
+        """Send a request to one worker of the pool (see :meth:`ActorRef.send_request`)."""
+        if isinstance(request, _Call):  # supervisor operations go to the supervisor
+            return super().send_request(request)
+        return self._pick().send_request(request)
 
     async def cast(self, message: Any, *, priority: int = 0) -> None:
         """Cast to one worker of the pool (see :meth:`ActorRef.cast`)."""

@@ -33,6 +33,14 @@ async def replies(ref: otp.ActorRef, node: otp.Node, remote: otp.RemoteRef) -> N
     takes_str(await ref.call(Get()))  # expect: mypy=arg-type pyright=reportArgumentType
 
 
+async def requests(ref: otp.ActorRef) -> None:
+    handle = ref.send_request(Get())
+    reply: str = await handle.wait(1.0)  # expect: mypy=assignment pyright=reportAssignmentType
+    ids: otp.RequestIds[int] = otp.RequestIds()
+    ids.add(handle, "label")  # expect: mypy=arg-type pyright=reportArgumentType
+    del reply
+
+
 def takes_str(text: str) -> None: ...
 
 

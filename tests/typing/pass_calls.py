@@ -129,6 +129,24 @@ async def remote(ref: otp.RemoteRef, local: otp.ActorRef) -> None:
     assert isinstance(pinned, otp.Ref)  # runtime_checkable
 
 
+async def requests(ref: otp.ActorRef, pool: otp.PoolRef) -> None:
+    handle = ref.send_request(Get())
+    assert_type(handle, otp.RequestId[int])
+    assert_type(await handle.wait(1.0), int)
+    assert_type(await handle.receive(None), int)
+    assert_type(handle.result(), int)
+    assert_type(pool.send_request(Lookup("k")), otp.RequestId[str | None])
+    assert_type(ref.send_request(Add(1)), otp.RequestId[Any])
+    ids: otp.RequestIds[str] = otp.RequestIds()
+    ids.add(handle, "get")
+    done, label = await ids.wait_any(1.0)
+    assert_type(label, str)
+    assert_type(done, otp.RequestId[Any])
+    for finished, name in await ids.wait_all(None):
+        assert_type(finished, otp.RequestId[Any])
+        assert_type(name, str)
+
+
 def monitors(server: otp.GenServer, ref: otp.Ref) -> None:
     monitor = server.monitor(ref)
     assert_type(monitor.target, otp.Ref)
