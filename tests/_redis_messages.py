@@ -146,3 +146,18 @@ class Watcher(otp.GenServer):
 
     async def handle_call(self, request: Any, caller: Any) -> Any:
         return list(self.downs) if request == "downs" else list(self.got)
+
+
+@otp.message("test.fault.work")
+@attrs.frozen
+class Work:
+    """A call or cast of the fault tests; ``deadline`` is the caller's (wall clock)."""
+
+    n: int
+    deadline: float
+
+
+@otp.message("test.fault.stats")
+@attrs.frozen
+class Stats:
+    pass

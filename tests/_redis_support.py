@@ -48,7 +48,9 @@ def _free_port() -> int:
         return port
 
 
-def start_redis_server(port: int | None = None) -> tuple[subprocess.Popen[bytes], str, str]:
+def start_redis_server(
+    port: int | None = None, *extra: str
+) -> tuple[subprocess.Popen[bytes], str, str]:
     """Start ``redis-server`` on a free port without persistence; (process, url, dir)."""
     exe = shutil.which("redis-server")
     if exe is None:
@@ -68,6 +70,7 @@ def start_redis_server(port: int | None = None) -> tuple[subprocess.Popen[bytes]
             "no",
             "--dir",
             workdir,
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -26,15 +26,23 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
         "otp.redis needs the coredis package: install the extra with pip install 'anyotp[redis]'"
     ) from exc
 
+from .._exceptions import NodeFenced as NodeFenced
 from .._exceptions import NodeNameTaken as NodeNameTaken
 from .._exceptions import RedisUnavailable as RedisUnavailable
 from ._broker import RedisBroker as RedisBroker
+from ._broker import RedisStatistics as RedisStatistics
+from ._membership import NodeDown as NodeDown
+from ._membership import NodeMonitor as NodeMonitor
 from ._naming import glob_for as glob_for
 from ._streams import StreamSubscription as StreamSubscription
 
 __all__ = [
+    "NodeDown",
+    "NodeFenced",
+    "NodeMonitor",
     "NodeNameTaken",
     "RedisBroker",
+    "RedisStatistics",
     "RedisUnavailable",
     "StreamSubscription",
     "glob_for",

@@ -273,7 +273,9 @@ class Session:
                     task_group.cancel_scope.cancel()
         except Exception as exc:
             if started:
-                raise  # after start-up: the Node ends with this error
+                # After start-up the Node ends with this error, as itself (not wrapped in
+                # the groups of the task groups it crossed).
+                raise _leaf(exc) from exc.__cause__
             self.start_error = RedisUnavailable(redact(self.url), describe(exc))
             self.start_error.__cause__ = exc
             task_status.started()
@@ -708,3 +710,9 @@ def _append(pipe: Any, stream: tuple[bytes, int | None], data: bytes) -> None:
             threshold=maxlen,
             trim_operator=coredis.PureToken.APPROXIMATELY,
         )
+
+
+def _leaf(error: BaseException) -> BaseException:
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
