@@ -125,6 +125,8 @@ from ._supervisor import worker_pool as worker_pool
 from ._threads import FromThread as FromThread
 
 if _typing.TYPE_CHECKING:
+    from . import observer as observer
+    from . import pytest_plugin as pytest_plugin
     from . import redis as redis
     from . import testing as testing
     from ._probe import BrokerProbe as BrokerProbe

@@ -352,3 +352,19 @@ async def test_node_from_thread_is_the_thread_safe_way_in() -> None:
             node.from_thread.call(ref, Get())
     with pytest.raises(RuntimeError, match="is not running"):
         node.from_thread.call(ref, Get())
+
+
+def test_a_plain_def_state_machine_callback_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"Door\.handle_event must be a coroutine function"):
+
+        class Door(otp.StateMachine):
+            callback_mode = otp.CallbackMode.HANDLE_EVENT_FUNCTION
+
+            def handle_event(self, event: Any, state: Any) -> Any:  # type: ignore[override]
+                return None
+
+    with pytest.raises(TypeError, match=r"Lock\.init must be a coroutine function"):
+
+        class Lock(otp.StateMachine):
+            def init(self) -> Any:  # type: ignore[override]
+                return otp.NextState("locked")
