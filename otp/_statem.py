@@ -366,12 +366,6 @@ class StateMachine(GenServer):
     callback_mode: ClassVar[CallbackMode] = CallbackMode.STATE_FUNCTIONS
     #: Run an ``ENTER`` event in the new state on every state change.
     state_enter: ClassVar[bool] = False
-    # A plain-def handle_event is refused at class definition, as GenServer callbacks are.
-    _otp_async_callbacks: ClassVar[tuple[str, ...]] = (
-        *GenServer._otp_async_callbacks,
-        "handle_event",
-    )
-
     __slots__ = ("_otp_machine",)  # kept out of vars(): get_state shows only the data
 
     #: The current state (set by the machine).
