@@ -158,7 +158,7 @@ async def test_one_actor() -> None:
         assert detail["supervisor"]["name"] == "root"
         assert detail["statistics"]["messages_handled"] == 1
         assert detail["statistics"]["mailbox"]["high_water"] >= 1
-        assert detail["state_source"] in ("get_state", "get_status")
+        assert detail["state_source"] == "get_state"
         assert detail["state"]["seen"] == 1
         assert detail["state"]["me"] == {"me": "<cycle>"}
 
@@ -171,6 +171,24 @@ async def test_one_actor() -> None:
         assert missing.status_code == 404
         assert "no actor #999999" in missing.json()["error"]
         assert (await client.get("/api/actors/abc")).status_code == 404
+
+
+class Secretive(otp.GenServer):
+    async def init(self) -> None:
+        self.user = "ada"
+        self.password = "hunter2"
+
+    def format_status(self, state: dict[str, Any]) -> Any:
+        return {**state, "password": "***"}
+
+
+async def test_the_state_goes_through_format_status() -> None:
+    async with observed() as (node, _server, client):
+        ref = await node.spawn(Secretive)
+        detail = (await client.get(f"/api/actors/{ref.id}")).json()
+        assert detail["state"] == {"user": "ada", "password": "***"}
+        assert "hunter2" not in json.dumps(detail)
+        await ref.stop()
 
 
 class Linker(otp.GenServer):

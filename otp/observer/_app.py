@@ -290,20 +290,17 @@ class ObserverApp:
         return _json_response(detail)
 
     async def _state_into(self, ref: ActorRef, detail: dict[str, Any]) -> None:
-        # format_status (OTP's sys:get_status) where the runtime has it, else get_state.
-        getter = getattr(ref, "get_status", None)
-        source = "get_status"
-        if not callable(getter):
-            getter, source = ref.get_state, "get_state"
+        # get_state shows what the server's format_status returns (OTP's format_status/1),
+        # so a secret hidden there stays hidden here.
         try:
-            state = await getter(timeout=1.0)
+            state = await ref.get_state(timeout=1.0)
         except CallTimeout:
             detail["state_error"] = "busy: no answer within 1 s (it is inside a callback)"
         except OTPError as exc:
             detail["state_error"] = str(exc)
         else:
             detail["state"] = _nested(state)
-            detail["state_source"] = source
+            detail["state_source"] = "get_state"
 
     # ------------------------------------------------------------------ the stream
 

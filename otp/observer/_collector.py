@@ -145,15 +145,8 @@ class Collector:
     def _on_event(self, event: Event) -> None:
         # Runs inside the node's code paths: cheap, and never raises on odd data.
         if self.cluster and event.kind in ("nodeup", "nodedown") and type(event.detail) is str:
-            # The broker reports membership itself: follow it at once.
-            members = set(self.members)
-            if event.kind == "nodeup":
-                members.add(event.detail)
-            else:
-                members.discard(event.detail)
-                self.remote.pop(event.detail, None)
-            self.members = sorted(members)
-            self.nodes_version += 1
+            # The broker said so first: the membership poll must not report it again.
+            self._member(event.detail, event.kind == "nodeup")
         second = int(time.monotonic())
         if second != self._burst_second:
             self._burst_second, self._burst = second, 0
@@ -303,6 +296,18 @@ class Collector:
             if self.watchers:
                 await self.fetch_trees()
             await anyio.sleep(CLUSTER_TICK)
+
+    def _member(self, peer: str, up: bool) -> None:
+        members = set(self.members)
+        if (peer in members) == up or peer == self.node.name:
+            return
+        if up:
+            members.add(peer)
+        else:
+            members.discard(peer)
+            self.remote.pop(peer, None)
+        self.members = sorted(members)
+        self.nodes_version += 1
 
     def _membership(self, members: list[str]) -> None:
         before = set(self.members)
