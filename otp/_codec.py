@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections.abc
 import contextvars
 import datetime
 import decimal
 import json
+import typing
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -333,6 +335,8 @@ class Codec:
         # keeps its type; actor refs go through the broker that lends its routing.
         converter.register_unstructure_hook_func(_is_any, self._to_tree)
         converter.register_structure_hook_func(_is_any, lambda tree, _: self._from_tree(tree))
+        # cattrs copies the items of list[Any] (and friends) as they are: restore them.
+        converter.register_structure_hook_func(_holds_any, self._structure_container)
         converter.register_unstructure_hook_func(_is_ref_type, _ref_to_wire)
         converter.register_structure_hook_func(_is_ref_type, _structure_ref)
         # Exception fields (a supervisor's refusal) cross as $error nodes.
@@ -347,11 +351,56 @@ class Codec:
             converter.register_unstructure_hook(cls, str)
             converter.register_structure_hook(cls, _from_str(cls))
 
+    def _structure_container(self, tree: Any, cls: Any) -> Any:
+        origin = typing.get_origin(cls)
+        args = typing.get_args(cls)
+
+        def one(kind: Any, value: Any) -> Any:
+            return self._from_tree(value) if kind is Any else self.converter.structure(value, kind)
+
+        if origin in _MAPPINGS:
+            if type(tree) is not dict:
+                raise CodecError("malformed", f"expected a map for {cls!r}")
+            key_type, value_type = args if len(args) == 2 else (Any, Any)
+            return {one(key_type, k): one(value_type, v) for k, v in tree.items()}
+        if type(tree) is not list:
+            raise CodecError("malformed", f"expected a list for {cls!r}")
+        if origin is tuple and not (len(args) == 2 and args[1] is Ellipsis):
+            if len(args) != len(tree):
+                raise CodecError("malformed", f"expected {len(args)} items for {cls!r}")
+            return tuple(one(kind, value) for kind, value in zip(args, tree))
+        items = [one(args[0], value) for value in tree]
+        if origin is tuple:
+            return tuple(items)
+        if origin in (set, collections.abc.Set, collections.abc.MutableSet):
+            return set(items)
+        if origin is frozenset:
+            return frozenset(items)
+        return items
+
     def _structure_error(self, tree: Any, _: Any) -> Any:
         value = self._from_tree(tree)
         if not isinstance(value, BaseException):
             raise CodecError("malformed", "an exception field holds an $error node")
         return value
+
+
+_MAPPINGS: Final = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+_SEQUENCES: Final = (
+    list,
+    tuple,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+)
+
+
+def _holds_any(cls: Any) -> bool:
+    origin = typing.get_origin(cls)
+    return (origin in _MAPPINGS or origin in _SEQUENCES) and Any in typing.get_args(cls)
 
 
 def _is_error_type(cls: Any) -> bool:

@@ -229,3 +229,32 @@ def test_msgpack_refuses_extension_types() -> None:
     assert reason_of(codec, msgpack.packb(msgpack.ExtType(5, b"x"))) == "malformed"
     assert reason_of(codec, b"\xc1") == "malformed"
     assert reason_of(codec, msgpack.packb({1: 2}, strict_types=False) + b"x") == "malformed"
+
+
+@otp.message("codec.containers_of_any")
+@attrs.frozen
+class ContainersOfAny:
+    items: list[Any]
+    pair: tuple[int, Any]
+    rest: tuple[Any, ...]
+    by_key: dict[str, Any]
+    unique: frozenset[Any] = frozenset()
+
+
+def test_containers_of_any_restore_their_items() -> None:
+    # cattrs copies list[Any] items as they are; the codec restores tuples, bytes,
+    # registered messages and refs inside them as it does in a bare Any field.
+    value = ContainersOfAny(
+        [(1, 2), b"x", Point(1, 2.0)], (3, (4,)), ((5,),), {"k": (6, 7)}, frozenset({(8,)})
+    )
+    for make in CODECS:
+        codec = make()
+        assert codec.decode(codec.encode(value)) == value
+    codec = otp.JsonCodec()
+    tree = codec.to_wire(value)
+    tree["$v"]["pair"] = [1]
+    with pytest.raises(otp.CodecError, match="expected 2 items"):
+        codec.from_wire(tree)
+    tree["$v"]["pair"] = {"a": 1}
+    with pytest.raises(otp.CodecError):
+        codec.from_wire(tree)

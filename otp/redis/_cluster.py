@@ -93,7 +93,7 @@ class ClusterBroadcast:
     """Deliver ``message`` to this node's workers (all, or those among ``targets``)."""
 
     message: Any
-    targets: Any = None  # a list of refs, or None for all (Any: the codec restores refs)
+    targets: list[Any] | None = None
 
 
 @message("$otp.cluster.workers")
@@ -198,7 +198,7 @@ class ClusterPrimitives(InMemoryBroker):
                 return 0
             message = envelope.message
         self.codec.to_wire(message, refs=self.remote_actors)  # fail here, not on each node
-        targets: Any = None  # a list of refs, or None for all (Any: the codec restores refs)
+        targets: list[Any] | None = None
         if where is not None:
             listed = await self._cluster_request(ClusterWorkers(), timeout)
             targets = [ref for refs in listed if type(refs) is list for ref in refs if where(ref)]
@@ -242,6 +242,12 @@ class ClusterPrimitives(InMemoryBroker):
                     task_group.start_soon(self._answer_cluster, envelope)
 
     async def _answer_cluster(self, envelope: Any) -> None:
+        try:
+            await self._answer(envelope)
+        except Exception as exc:  # one bad request must not take the node's loop down
+            logger.warning("a cluster request failed here: %s", describe(exc))
+
+    async def _answer(self, envelope: Any) -> None:
         request = envelope.message
         answer: Any
         if isinstance(request, ClusterWorkers):
