@@ -238,3 +238,19 @@ async def test_groups_multi_call_and_remote_supervisors_across_processes(
 
         # Broadcast reaches the workers of every process still up.
         assert await node.broker.broadcast("hello", where=lambda ref: ref.name == "svc") == 2
+
+
+def test_the_cluster_example_on_three_redis_nodes(private_redis: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "cluster_shards.py"), private_redis],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "6 shards in the group" in result.stdout
+    assert "after one shard left, only its keys moved: True" in result.stdout
+    assert "multi_call: 3 replies, bad nodes []" in result.stdout

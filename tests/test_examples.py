@@ -23,6 +23,14 @@ EXPECTED: dict[str, list[str]] = {
         "[account] terminate('normal')",
         "node closed: every actor has stopped",
     ],
+    "cluster_shards.py": [
+        "a second coordinator was refused: NameTaken",
+        "the coordinator answers: pong",
+        "6 shards in the group",
+        "after one shard left, only its keys moved: True",
+        "multi_call: 1 replies, bad nodes []",
+        "alice's worker remembers her: True",
+    ],
     "worker_pool.py": [
         "running 16 jobs on 4 workers: ['pool.0', 'pool.1', 'pool.2', 'pool.3']",
         "job 13: its worker crashed (unlucky job 13); retrying",
