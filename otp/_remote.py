@@ -59,7 +59,9 @@ class RemoteRef:
     """A handle on an actor of another node, usable where an :class:`otp.ActorRef` is:
     ``name``, ``await call(request, timeout=5.0)``, ``await cast(message)``,
     ``await send(message)``, ``await stop(reason="normal")``, ``alive``, and
-    ``self.monitor(ref)`` in a GenServer.
+    ``self.monitor(ref)`` in a GenServer. A ref to a supervisor also has the supervisor
+    API (``start_child``, ``terminate_child``, ``restart_child``, ``delete_child``,
+    ``which_children``, ``count_children``), with the supervisor's errors.
 
     Semantics follow the local ones: ``call`` raises :class:`otp.CallTimeout` after
     ``timeout`` and :class:`otp.ActorExited` at once when the actor is dead (``"noproc"``),
