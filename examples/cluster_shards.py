@@ -49,6 +49,8 @@ class Shard(otp.GenServer):
                 return self.data.get(key)
             case "ping":
                 return "pong"
+            case _:
+                raise ValueError(f"unexpected call {request!r}")
 
 
 async def main(url: str | None) -> None:
@@ -72,6 +74,7 @@ async def main(url: str | None) -> None:
         except otp.NameTaken:
             print("a second coordinator was refused: NameTaken")
         coordinator = await nodes[-1].locate("coordinator")
+        assert coordinator is not None
         print("the coordinator answers:", await coordinator.call("ping"))
 
         # A group of shards (two per node), and keys routed by consistent hashing.

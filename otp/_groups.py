@@ -22,7 +22,7 @@ import anyio
 import attrs
 
 from ._broker import message
-from ._hashring import HashRing
+from ._hashring import ring_of
 
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
@@ -245,7 +245,9 @@ class Groups:
             from ._exceptions import NotFound
 
             raise NotFound(f"a member of group {group!r}", "any node")
-        return HashRing(members, label=self._label).lookup(key)
+        by_label = {self._label(member): member for member in members}
+        # The ring of these labels is cached: it is rebuilt only when membership changes.
+        return by_label[ring_of(tuple(by_label)).lookup(key)]
 
     def _label(self, ref: Any) -> str:
         # One incarnation of one actor, spelled the same on every node.
