@@ -148,12 +148,13 @@ class NextEvent:
     """Insert an event to be handled next, before any queued message (gen_statem's
     ``{next_event, Type, Content}``). Several are handled in the order given.
 
-    ``type`` is :attr:`EventType.INTERNAL` unless said otherwise; a ``CALL`` needs the
+    ``type`` is :attr:`EventType.INTERNAL` unless said otherwise (a member or its string,
+    ``"cast"``); a ``CALL`` needs the
     ``caller``, a ``GENERIC_TIMEOUT`` may carry a ``name``; ``ENTER`` is not allowed. Not
     allowed in a state enter call."""
 
     content: Any = None
-    type: EventType = EventType.INTERNAL
+    type: EventType | str = EventType.INTERNAL
     caller: Caller | None = attrs.field(default=None, kw_only=True)
     name: Any = attrs.field(default=None, kw_only=True)
 
@@ -449,6 +450,9 @@ class StateMachine(GenServer):
     # ------------------------------------------------------------------ GenServer plumbing
 
     async def _otp_init(self, args: tuple[Any, ...]) -> object:
+        # Set here too: a subclass's own __init__ may not call super().__init__().
+        self.state = None
+        self._otp_machine = _Machine()
         result = await self.init(*args)
         if not isinstance(result, NextState):
             raise BadTransition(
@@ -651,7 +655,9 @@ class StateMachine(GenServer):
         self.reply(reply.caller, reply.value)
 
     def _otp_next_event(self, action: NextEvent) -> StateEvent:
-        kind = action.type
+        kind: Any = action.type
+        if isinstance(kind, str) and not isinstance(kind, EventType):
+            kind = next((member for member in EventType if member.value == kind), kind)
         if not isinstance(kind, EventType) or kind is EventType.ENTER:
             raise BadTransition(
                 self.ref, f"{action!r}: the type must be an otp.EventType other than ENTER"

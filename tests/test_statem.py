@@ -915,6 +915,35 @@ async def test_next_event_may_be_a_call_with_its_caller() -> None:
         assert isinstance(info.value.__cause__, otp.BadTransition)
 
 
+async def test_next_event_takes_an_event_type_or_its_string() -> None:
+    log: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(Scripted, log)
+        await ref.cast(Do("go", otp.KeepState(otp.NextEvent("as info", "info"))))
+        assert await _logged(log, 2) == [("a", "cast", "go"), ("a", "info", "as info")]
+        with pytest.raises(otp.ActorExited) as info:
+            await ref.call(Do("bad", otp.KeepState(otp.NextEvent("x", "bogus"))))
+        assert isinstance(info.value.__cause__, otp.BadTransition)
+
+
+async def test_a_subclass_init_method_need_not_call_super() -> None:
+    class Own(otp.StateMachine):
+        def __init__(self) -> None:  # no super().__init__()
+            self.ready = True
+
+        async def init(self) -> otp.NextState:
+            return otp.NextState("idle", otp.StateTimeout(0, "t"))
+
+        async def idle(self, event: otp.StateEvent) -> otp.Transition:
+            if event.type is E.CALL:
+                return otp.KeepState(otp.Reply(event.caller, (self.state, self.ready)))
+            return None
+
+    async with otp.Node() as node:
+        ref = await node.spawn(Own)
+        assert await ref.call("?") == ("idle", True)
+
+
 async def test_next_event_cannot_be_an_enter_event() -> None:
     async with otp.Node() as node:
         ref = await node.spawn(Scripted, [])
