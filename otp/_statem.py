@@ -133,7 +133,7 @@ class Reply:
     Sent at once while the actions are carried out, in order, even from another state than
     the one that got the call; ``self.reply(caller, value)`` answers later still."""
 
-    caller: Caller
+    caller: Caller | None  # typed as StateEvent.caller is; None crashes (not a call)
     value: Any = None
 
 
@@ -648,11 +648,14 @@ class StateMachine(GenServer):
             )
 
     def _otp_reply(self, reply: Any) -> None:
-        if not isinstance(reply, Reply) or not callable(getattr(reply.caller, "resolve", None)):
+        caller = reply.caller if isinstance(reply, Reply) else None
+        if caller is None or not callable(getattr(caller, "resolve", None)):
             raise BadTransition(
-                self.ref, f"{reply!r} is not otp.Reply(caller, value) with a call's caller"
+                self.ref,
+                f"{reply!r} is not otp.Reply(caller, value) with the caller of a CALL event "
+                "(event.caller; other events have none)",
             )
-        self.reply(reply.caller, reply.value)
+        self.reply(caller, reply.value)
 
     def _otp_next_event(self, action: NextEvent) -> StateEvent:
         kind: Any = action.type

@@ -1113,7 +1113,12 @@ async def test_a_crash_in_a_state_function_is_a_genserver_crash(
 
 async def test_bad_returns_crash_with_bad_transition() -> None:
     async with otp.Node() as node:
-        for bad in ("oops", otp.KeepState("not an action"), otp.Stop("x", "not a reply")):  # type: ignore[arg-type]
+        for bad in (
+            "oops",
+            otp.KeepState("not an action"),  # type: ignore[arg-type]
+            otp.Stop("x", "not a reply"),  # type: ignore[arg-type]
+            otp.KeepState(otp.Reply(None, "a cast has no caller")),
+        ):
             ref = await node.spawn(Scripted, [])
             with pytest.raises(otp.ActorExited) as info:
                 await ref.call(Do("bad", bad))
