@@ -424,6 +424,7 @@ class ActorRef:
         quietly; with ``Overflow.BLOCK`` it waits for room, with ``Overflow.FAIL`` a full
         mailbox raises :class:`otp.MailboxFull`. Messages of a higher ``priority`` are
         handled first; order is kept within one priority (Erlang has no priorities).
+        Outside the node's event loop thread it raises :class:`otp.WrongThread`.
         """
         if get_ident() != self._thread:
             raise WrongThread(self, "cast")

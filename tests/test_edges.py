@@ -19,6 +19,7 @@ import pytest
 
 import otp
 from tests._helpers import Counter, Crash, Get
+from tests._redis_support import prefix, redis_url  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.anyio
 
@@ -368,3 +369,15 @@ def test_a_plain_def_state_machine_callback_is_refused() -> None:
         class Lock(otp.StateMachine):
             def init(self) -> Any:  # type: ignore[override]
                 return otp.NextState("locked")
+
+
+async def test_the_redis_broker_refuses_the_runtimes_topics_too(
+    redis_url: str,  # noqa: F811
+    prefix: str,  # noqa: F811
+) -> None:
+    from otp.redis import RedisBroker
+
+    async with otp.Node(name="edges", broker=RedisBroker(redis_url, prefix=prefix)) as node:
+        with pytest.raises(otp.InvalidTopic, match="belong to the runtime"):
+            await node.broker.publish(otp.DEAD_LETTERS, "forged")
+        await node.broker.publish("edges.fine", "ok")  # an ordinary topic goes out
