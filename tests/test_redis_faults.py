@@ -414,3 +414,71 @@ async def test_takeover_while_frozen(
         await finish(by_name, tally)
     assert answered == {new.incarnation}  # exactly one incarnation answered
     assert_promise(tally)
+
+
+def least_privilege_acl(prefix: str) -> list[str]:  # noqa: F811
+    """The ACL of docs/distributed.md for ``prefix``: its keys and exact channels only."""
+    return [
+        "ACL", "SETUSER", "otp", "on", ">otp-secret", "resetkeys", f"~{prefix}:*",
+        # Channels by glob for SUBSCRIBE and PUBLISH; a PSUBSCRIBE pattern (a wildcard
+        # subscription, here the Counter's orders.*) must be listed literally.
+        "resetchannels", f"&{prefix}:*", f"&{prefix}:t:orders.*", "-@all",
+        "+ping", "+hello", "+client|setname", "+info",
+        "+subscribe", "+unsubscribe", "+psubscribe", "+punsubscribe", "+publish",
+        "+pubsub|numsub", "+get", "+set", "+del", "+zadd", "+zrange", "+zrem",
+        "+evalsha", "+eval", "+script|load", "+pexpire", "+time", "+zscore",
+        "+xadd", "+xreadgroup", "+xack", "+xautoclaim", "+xgroup|create",
+    ]  # fmt: skip
+
+
+async def test_least_privilege_acl(server: PrivateRedis, prefix: str) -> None:  # noqa: F811
+    cli = shutil.which("redis-cli") or "redis-cli"
+    done = await anyio.run_process([cli, "-p", str(server.port), *least_privilege_acl(prefix)])
+    assert done.stdout.strip() == b"OK", done.stdout
+
+    def broker() -> RedisBroker:
+        return RedisBroker(
+            server.url,
+            prefix=prefix,
+            username="otp",
+            password="otp-secret",
+            heartbeat=0.1,
+            node_ttl=0.6,
+            durable=["jobs.*"],
+        )
+
+    async with (
+        otp.Node(name="a", broker=broker()) as a,
+        otp.Node(name="b", broker=broker()) as b,
+    ):
+        from tests._redis_messages import Counter, Get, Quote
+
+        await b.spawn(Counter, 3, name="counter")
+        ref = await a.broker.whereis("counter")
+        assert ref is not None and await ref.call(Get()) == 3
+        assert await a.broker.request("prices.quote", Quote("X"), timeout=5) is not None
+        async with b.broker.subscribe("orders.x") as sub:
+            await a.broker.publish("orders.x", 1)
+            with anyio.fail_after(5):
+                assert (await sub.receive()).message == 1
+        async with b.broker.consume("jobs.x", "g") as jobs:
+            await a.broker.publish("jobs.x", 2)
+            with anyio.fail_after(5):
+                entry = await jobs.receive()
+            await jobs.ack(entry)
+        assert await a.broker.nodes() == ["a", "b"]
+        assert a.broker.statistics().wire_errors == 0
+    # Someone else's prefix is out of reach for this user.
+    with pytest.raises(BaseException) as caught:
+        async with otp.Node(
+            name="c",
+            broker=RedisBroker(
+                server.url,
+                prefix="other",
+                username="otp",
+                password="otp-secret",
+                connect_timeout=1.0,
+            ),
+        ):
+            pass
+    assert "otp-secret" not in str(caught.value)

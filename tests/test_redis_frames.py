@@ -299,3 +299,25 @@ def test_deep_and_huge_payloads_are_refused() -> None:
     with pytest.raises(otp.CodecError):
         codec.from_wire(deep)
     assert frame.kind == "cast"
+
+
+def test_the_hot_encoders_write_what_the_decoder_reads() -> None:
+    pub = frames.pub_tree(
+        "a", "0123abcd", "x-1", "a.b", 1, 5.0, {"n": "a", "a": 3}, "r.s", {"h": "v"}, 2
+    )
+    assert decode(pub) == Pub(
+        id="x-1",
+        topic="a.b",
+        message=1,
+        timestamp=5.0,
+        sender=WireRef(node="a", id=3),
+        reply_to="r.s",
+        headers={"h": "v"},
+        priority=2,
+        **ME,
+    )
+    to = frames.target_tree(Target(name="svc", id=4))
+    cast = frames.post_tree("send", "a", "0123abcd", to, [1], 7, 8)
+    assert decode(cast) == frames.Send(
+        to=Target(name="svc", id=4), message=[1], flow=7, seq=8, **ME
+    )

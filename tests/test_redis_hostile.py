@@ -51,7 +51,7 @@ def _payloads(prefix: str, me: str) -> list[tuple[str, bytes]]:  # noqa: F811
     for name, tree in HOSTILE.items():
         data = json.dumps(tree).encode()  # NaN and Infinity as JSON's own literals
         if "inbox" in name:
-            out.append((f"{prefix}:t:$otp.inbox.{me}.x y", data))
+            out.append((f"{prefix}:i:{me}", data))
         elif "wild" in name:
             out.append((f"{prefix}:t:wild..x", data))
         elif "pub" in name:  # on a channel the node listens to
@@ -59,7 +59,10 @@ def _payloads(prefix: str, me: str) -> list[tuple[str, bytes]]:  # noqa: F811
         else:
             out.append((control, data))
     # The raw forms: a topic channel no topic can have, and a NaN call by hand.
-    out.append((f"{prefix}:t:$otp.inbox.{me}.x y", b'{"k":"pub","t":"$otp.inbox.x y"}'))
+    out.append((f"{prefix}:i:{me}", b'{"k":"pub","t":"$otp.inbox.x y"}'))
+    out.append(
+        (f"{prefix}:i:{me}", b'{"k":"pub","f":"x","fi":"ab","i":"1","t":"a.b","m":1,"ts":0}')
+    )
     out.append((f"{prefix}:t:wild..x", b"{}"))
     out.append(
         (control, b'{"k":"call","f":"x","fi":"ab","c":1,"to":{"nm":"counter"},"m":1,"dl":NaN}')

@@ -57,6 +57,7 @@ from ._frames import (
     decode,
     encode,
     malformed,
+    pub_tree,
 )
 from ._membership import Membership, NodeDown, NodeMonitor, deliver_to
 from ._naming import INBOX, Names, check_node_name
@@ -211,6 +212,7 @@ class RedisBroker(ClusterPrimitives):
         self._node: Node | None = None
         self._counter = itertools.count(1)
         self._control_channel = b""
+        self._inbox_channel = b""
         self._me: dict[str, str] = {}
         # cluster clock: Redis TIME minus this host's time.time(), and the round trip
         # of the sample it came from
@@ -230,7 +232,7 @@ class RedisBroker(ClusterPrimitives):
         self.membership = Membership(self)
         self.remote_actors = RemoteActors(self, window=window)
         self.server = Server(self, window=window, inbound_limit=inbound_limit)
-        self._topic_lane: deque[tuple[str, bytes] | Pub] = deque()
+        self._topic_lane: deque[tuple[str | None, bytes] | Pub] = deque()
         self._topic_wake = anyio.Event()
         self._held_pubs: deque[Pub] = deque()
 
@@ -320,6 +322,7 @@ class RedisBroker(ClusterPrimitives):
             name = f"nonode-{os.urandom(3).hex()}"
         self.node_name = check_node_name(name)
         self._control_channel = self.names.control(self.node_name)
+        self._inbox_channel = self.names.inbox(self.node_name)
         self._me = {"node": self.node_name, "incarnation": self.incarnation}
         await super()._attach(node)
         self._node = node
@@ -474,7 +477,7 @@ class RedisBroker(ClusterPrimitives):
 
     # ------------------------------------------------------------------ topics in
 
-    def _on_topic(self, topic: str, data: bytes) -> None:
+    def _on_topic(self, topic: str | None, data: bytes) -> None:
         self._topic_lane.append((topic, data))
         self._topic_wake.set()
 
@@ -491,11 +494,12 @@ class RedisBroker(ClusterPrimitives):
                     try:
                         pub = self._decode_pub(topic, data)
                     except CodecError as error:
-                        self._wire_error(error, data, topic)
+                        self._wire_error(error, data, topic or "$otp.inbox")
                         continue
                     except Exception as exc:
                         logger.warning("a publish could not be handled", exc_info=True)
-                        self._wire_error(CodecError("malformed", describe(exc)), data, topic)
+                        failure = CodecError("malformed", describe(exc))
+                        self._wire_error(failure, data, topic or "$otp.inbox")
                         continue
                 assert pub is not None
                 session = self.session
@@ -520,11 +524,15 @@ class RedisBroker(ClusterPrimitives):
             if not lane:
                 await self._topic_wake.wait()
 
-    def _decode_pub(self, topic: str, data: bytes) -> Pub:
+    def _decode_pub(self, topic: str | None, data: bytes) -> Pub:
+        """A publish frame; ``topic`` is its channel's (``None``: this node's inboxes)."""
         frame = decode(self.codec.loads(data))
         if not isinstance(frame, Pub):
             raise malformed(f"a {frame.kind} frame on a topic channel")
-        if frame.topic != topic:
+        if topic is None:
+            if not frame.topic.startswith(f"{INBOX}{self.node_name}."):
+                raise malformed(f"topic {frame.topic[:200]!r} on this node's inbox channel")
+        elif frame.topic != topic:
             raise malformed(f"frame topic {frame.topic[:200]!r} differs from its channel")
         return frame
 
@@ -546,24 +554,20 @@ class RedisBroker(ClusterPrimitives):
 
     def _frame_of(self, envelope: Envelope) -> bytes:
         refs = self.remote_actors
-        sender = None
-        if envelope.sender is not None:
-            tree = refs._ref_to_wire(envelope.sender)
-            sender = WireRef(
-                node=tree["n"], incarnation=tree.get("i"), id=tree.get("a"), name=tree.get("nm")
-            )
-        frame = Pub(
-            id=envelope.id,
-            topic=envelope.topic,
-            message=self.codec.to_wire(envelope.message, refs=refs),
-            timestamp=envelope.timestamp.timestamp(),
-            sender=sender,
-            reply_to=envelope.reply_to,
-            headers=dict(envelope.headers),
-            priority=envelope.priority,
-            **self._me,
+        me = self._me
+        tree = pub_tree(
+            me["node"],
+            me["incarnation"],
+            envelope.id,
+            envelope.topic,
+            self.codec.to_wire(envelope.message, refs=refs),
+            envelope.timestamp.timestamp(),
+            refs._ref_to_wire(envelope.sender) if envelope.sender is not None else None,
+            envelope.reply_to,
+            envelope.headers,
+            envelope.priority,
         )
-        return self._dumps(encode(frame))
+        return self._dumps(tree)
 
     def _new_inbox(self) -> str:
         return f"{INBOX}{self.node_name or self._prefix}.{next(self._counter)}"

@@ -76,8 +76,11 @@ __all__ = [
     "decode_ref",
     "encode",
     "malformed",
+    "post_tree",
+    "pub_tree",
     "reason_from_wire",
     "reason_to_wire",
+    "target_tree",
 ]
 
 #: The largest id, count or sequence number on the wire.
@@ -469,6 +472,55 @@ def encode(frame: Frame) -> dict[str, Any]:
     tree = _tree(frame)
     tree["k"] = frame.kind
     return tree  # type: ignore[no-any-return]
+
+
+# The hot frames are written directly (no instance, no validators: the values are ours);
+# tests/test_redis_frames.py checks that these trees decode to the classes above.
+
+
+def pub_tree(
+    node: str,
+    incarnation: str,
+    id: str,
+    topic: str,
+    message: Any,
+    timestamp: float,
+    sender: dict[str, Any] | None,
+    reply_to: str | None,
+    headers: Mapping[str, str],
+    priority: int,
+) -> dict[str, Any]:
+    """The tree of a :class:`Pub` frame."""
+    tree: dict[str, Any] = {
+        "f": node,
+        "fi": incarnation,
+        "i": id,
+        "t": topic,
+        "m": message,
+        "ts": timestamp,
+        "k": "pub",
+    }
+    if sender is not None:
+        tree["s"] = sender
+    if reply_to is not None:
+        tree["r"] = reply_to
+    if headers:
+        tree["h"] = dict(headers)
+    if priority:
+        tree["p"] = priority
+    return tree
+
+
+def post_tree(
+    kind: str, node: str, incarnation: str, to: dict[str, Any], message: Any, flow: int, seq: int
+) -> dict[str, Any]:
+    """The tree of a :class:`Cast` (``kind="cast"``) or :class:`Send` frame."""
+    return {"f": node, "fi": incarnation, "to": to, "m": message, "fl": flow, "sq": seq, "k": kind}
+
+
+def target_tree(target: Target) -> dict[str, Any]:
+    """The tree of a :class:`Target`."""
+    return _tree(target)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------------------- exit reasons

@@ -4,6 +4,9 @@ Every key and channel of a system starts with its ``prefix`` (``P`` below):
 
 * ``P:t:<topic>``: the pub/sub channel of a topic (a wildcard pattern is a PSUBSCRIBE
   glob matching a superset, filtered exactly on receipt);
+* ``P:i:<node>``: the channel of every request inbox of a node (the topics
+  ``$otp.inbox.<node>.<n>``; the frame says which), so a node needs no PSUBSCRIBE of its
+  own and an ACL can name its channels exactly;
 * ``P:n:<node>``: a node's control channel (calls, casts, replies, monitors, lookups);
 * ``P:c``: the cluster channel (``hello`` and ``bye`` announcements);
 * ``P:node:<node>``: a node's liveness key, holding its incarnation, with a TTL;
@@ -83,8 +86,14 @@ class Names:
         self.topic_prefix = f"{prefix}:t:".encode()
 
     def topic(self, topic: str) -> bytes:
-        """The pub/sub channel of a concrete topic."""
+        """The pub/sub channel of a concrete topic (an inbox's is its node's)."""
+        if topic.startswith(INBOX):
+            return self.inbox(topic[len(INBOX) :].split(".", 1)[0])
         return f"{self.prefix}:t:{topic}".encode()
+
+    def inbox(self, node: str) -> bytes:
+        """The channel of a node's request inboxes."""
+        return f"{self.prefix}:i:{node}".encode()
 
     def control(self, node: str) -> bytes:
         """A node's control channel."""
@@ -97,10 +106,6 @@ class Names:
     def stream(self, topic: str) -> bytes:
         """The stream of a durable topic."""
         return f"{self.prefix}:s:{topic}".encode()
-
-    def inbox_glob(self, node: str) -> bytes:
-        """The PSUBSCRIBE glob of a node's request inboxes."""
-        return f"{escape(self.prefix)}:t:{escape(INBOX + node)}.*".encode()
 
     def redis_target(self, pattern: str) -> tuple[bool, bytes] | None:
         """``(is a glob, name)`` to subscribe on Redis for a local subscription pattern,

@@ -32,13 +32,11 @@ from .._mailbox import Overflow
 from .._remote import RemoteRef
 from ._frames import (
     Call,
-    Cast,
     Credit,
     Demonitor,
     DownNotice,
     Monitor,
     Reply,
-    Send,
     Stop,
     Sync,
     Target,
@@ -47,8 +45,10 @@ from ._frames import (
     decode_ref,
     encode,
     malformed,
+    post_tree,
     reason_from_wire,
     reason_to_wire,
+    target_tree,
 )
 from ._naming import check_node_name
 
@@ -89,11 +89,12 @@ class _Pending:
 class _Flow:
     """The casts and sends of this node to one remote actor."""
 
-    __slots__ = ("acked", "id", "node", "sent", "wake")
+    __slots__ = ("acked", "id", "node", "sent", "to", "wake")
 
-    def __init__(self, flow_id: int, node: str) -> None:
+    def __init__(self, flow_id: int, node: str, to: dict[str, Any]) -> None:
         self.id = flow_id
         self.node = node
+        self.to = to  # the target's tree, written once
         self.sent = 0  # sequence number of the last frame sent
         self.acked = 0  # frames the receiver consumed (or lost)
         self.wake = anyio.Event()
@@ -332,22 +333,18 @@ class RemoteActors:
         key = (ref.node, ref.name, ref.id, ref.incarnation)
         flow = self.flows.get(key)
         if flow is None:
-            flow = self.flows[key] = _Flow(next(self.broker._counter), ref.node)
+            to = target_tree(self.target_of(ref))
+            flow = self.flows[key] = _Flow(next(self.broker._counter), ref.node, to)
             self.flow_ids[flow.id] = flow
         return flow
 
     def _post_frame(self, ref: RemoteRef, kind: str, message: Any, flow: _Flow) -> bytes:
         broker = self.broker
-        cls = Cast if kind == "cast" else Send
+        me = broker._me
+        tree = broker.codec.to_wire(message, refs=self)
         flow.sent += 1
-        frame = cls(
-            to=self.target_of(ref),
-            message=broker.codec.to_wire(message, refs=self),
-            flow=flow.id,
-            seq=flow.sent,
-            **broker._me,
-        )
-        return broker._dumps(encode(frame))
+        frame = post_tree(kind, me["node"], me["incarnation"], flow.to, tree, flow.id, flow.sent)
+        return broker._dumps(frame)
 
     async def _remote_post(self, ref: RemoteRef, kind: str, message: Any) -> None:
         broker = self.broker

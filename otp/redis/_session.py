@@ -336,9 +336,10 @@ class Session:
                         max_idle_seconds=max(1.0, self.heartbeat),
                     ) as pubsub:
                         await pubsub.subscribe(
-                            self.names.control(broker.node_name), self.names.cluster
+                            self.names.control(broker.node_name),
+                            self.names.cluster,
+                            self.names.inbox(broker.node_name),
                         )
-                        await pubsub.psubscribe(self.names.inbox_glob(broker.node_name))
                         self.pubsub = pubsub
                         await self.resubscribe(pubsub)
                         self.set_connected(True)
@@ -383,6 +384,9 @@ class Session:
         broker = self.broker
         if channel == broker._control_channel or channel == self.names.cluster:
             broker._on_control(data)
+            return
+        if channel == broker._inbox_channel:
+            broker._on_topic(None, data)  # the frame names the inbox
             return
         # One PUBLISH reaches a connection once per matching subscription, back to back:
         # a channel and a pattern (or two patterns) matching it give duplicates.
@@ -433,10 +437,18 @@ class Session:
             else:
                 await pubsub.subscribe(name)
         except Exception as exc:
+            hint = ""
+            if glob and isinstance(exc, TimeoutError):
+                literal = name.decode(errors="replace")
+                hint = (
+                    f"; Redis did not confirm PSUBSCRIBE {literal!r}: if the Redis user has "
+                    f"channel ACLs, allow that pattern literally (ACL SETUSER ... '&{literal}')"
+                )
             logger.warning(
-                "subscribing to %r on Redis failed (%s); it is retried on reconnection",
+                "subscribing to %r on Redis failed (%s)%s; it is retried on reconnection",
                 pattern,
                 describe(exc),
+                hint,
             )
             self.kick()
         finally:
