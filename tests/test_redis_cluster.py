@@ -309,3 +309,33 @@ class Recorder(otp.GenServer):
 
     async def handle_call(self, request: Any, caller: Any) -> Any:
         return list(self.got)
+
+
+async def test_calls_by_global_name_reach_another_node(nodes: NodeFactory) -> None:
+    async with nodes("a", "b") as (a, b):
+        await a.spawn(Echo, "held", name=otp.Global("svc"))
+        assert await b.call(otp.Global("svc"), "hi") == ["a", "hi", "held"]
+        with pytest.raises(otp.ActorExited):
+            await b.call(otp.Global("nobody"), "hi")
+
+
+async def test_hostile_cluster_keys_are_ignored(
+    nodes: NodeFactory,
+    redis_url: str,  # noqa: F811
+    prefix: str,  # noqa: F811
+) -> None:
+    async with nodes("a") as (a,):
+        client = coredis.Redis.from_url(redis_url)
+        async with client:
+            await client.set(f"{prefix}:g:junk", "not a holder")
+            assert await a.locate("junk") is None
+            with pytest.raises(otp.NameTaken) as taken:
+                await a.spawn(Echo, name=otp.Global("junk"))
+            assert taken.value.holder is None
+            member = await a.spawn(Echo)
+            await a.groups.join("g", member)
+            index = f"{prefix}:pgi:1:g"
+            await client.sadd(index, ["ghost node"])
+            await client.hset(f"{prefix}:pgm:1:g:a {a.broker.incarnation}", {"x": "y z"})
+            assert await a.groups.members("g") == [member]
+            assert await client.sismember(index, "ghost node") == 0  # forgotten
