@@ -32,7 +32,16 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Final, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 import anyio
 import attrs
@@ -44,6 +53,7 @@ from ._mailbox import INFO, Full, Mailbox, MailboxStatistics, Overflow
 
 if TYPE_CHECKING:
     from ._backends import Backend, Parker, Promise
+    from ._call import Call, R
     from ._node import Node
 
 __all__ = [
@@ -409,6 +419,27 @@ class Broker(Protocol):
         (wildcards allowed) for the body of the ``async with``."""
         ...
 
+    @overload
+    async def request(
+        self,
+        topic: str,
+        message: Call[R],
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R: ...
+    @overload
+    async def request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self,
+        topic: str,
+        message: Call[object],
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> object: ...
+    @overload
     async def request(
         self,
         topic: str,
@@ -418,8 +449,9 @@ class Broker(Protocol):
         sender: ActorRef | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> Any:
-        """Publish ``message`` with a fresh ``reply_to`` inbox and return the first reply.
-        Raises :class:`NoSubscriber`, :class:`RequestTimeout`."""
+        """Publish ``message`` with a fresh ``reply_to`` inbox and return the first reply
+        (typed ``R`` for an ``otp.Call[R]`` message). Raises :class:`NoSubscriber`,
+        :class:`RequestTimeout`."""
         ...
 
     async def reply(
@@ -1333,6 +1365,37 @@ class InMemoryBroker:
         return False
 
     # ------------------------------------------------------------------ request / reply
+
+    @overload
+    async def request(
+        self,
+        topic: str,
+        message: Call[R],
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> R: ...
+    @overload
+    async def request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self,
+        topic: str,
+        message: Call[object],
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> object: ...
+    @overload
+    async def request(
+        self,
+        topic: str,
+        message: Any,
+        *,
+        timeout: float | None = 5.0,
+        sender: ActorRef | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Any: ...
 
     async def request(
         self,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from ._actor import ActorRef, MonitorRef, TimerRef
     from ._backends import Caller
+    from ._call import Call, R
     from ._init_args import A1, A2, A3, A4, Init0, Init1, Init2, Init3, Init4, InitN, Ts
     from ._node import Node, SpawnLinkOptions
     from ._ref import Ref
@@ -332,6 +333,15 @@ class GenServer:
         return await self.node.broker.publish(
             topic, message, sender=self.ref, headers=headers, priority=priority
         )
+
+    @overload
+    async def request(self, topic: str, message: Call[R], timeout: float | None = 5.0) -> R: ...
+    @overload
+    async def request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, topic: str, message: Call[object], timeout: float | None = 5.0
+    ) -> object: ...
+    @overload
+    async def request(self, topic: str, message: Any, timeout: float | None = 5.0) -> Any: ...
 
     async def request(self, topic: str, message: Any, timeout: float | None = 5.0) -> Any:
         """Publish a request on ``topic`` with this actor as the sender and return the first

@@ -41,6 +41,12 @@ async def requests(ref: otp.ActorRef) -> None:
     del reply
 
 
+async def broker_requests(node: otp.Node) -> None:
+    # expect: mypy=assignment pyright=reportAssignmentType
+    text: str = await node.broker.request("store.get", Get())
+    del text
+
+
 def takes_str(text: str) -> None: ...
 
 

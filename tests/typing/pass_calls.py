@@ -147,6 +147,13 @@ async def requests(ref: otp.ActorRef, pool: otp.PoolRef) -> None:
         assert_type(name, str)
 
 
+async def broker_requests(node: otp.Node, server: otp.GenServer) -> None:
+    assert_type(await node.broker.request("store.get", Get()), int)
+    assert_type(await node.broker.request("store.get", Get(), timeout=None), int)
+    assert_type(await node.broker.request("store.any", Add(1)), Any)
+    assert_type(await server.request("store.get", Get()), int)
+
+
 def monitors(server: otp.GenServer, ref: otp.Ref) -> None:
     monitor = server.monitor(ref)
     assert_type(monitor.target, otp.Ref)
