@@ -22,6 +22,7 @@ import coredis
 
 import otp
 from otp.redis import NodeNameTaken, RedisBroker, RedisUnavailable, glob_for
+from otp.testing import wait_until
 from tests._helpers import until
 from tests._redis_messages import Add, Counter, Crash, Get, OrderCreated, Slow, Watcher
 from tests._redis_support import prefix, redis_url  # noqa: F401
@@ -306,14 +307,18 @@ async def test_remote_call_cast_send_stop(nodes: Any) -> None:
 
 async def test_remote_mailbox_full(nodes: Any) -> None:
     async with nodes("a", "b") as (a, b):
-        await b.spawn(Counter, 0, name="tight", mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
+        tight = await b.spawn(Counter, 0, name="tight", mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
         ref = await a.broker.whereis("tight")
         assert ref is not None
+
+        def enqueued() -> int:
+            return int(tight.statistics().mailbox.enqueued)
+
         async with anyio.create_task_group() as tg:
             tg.start_soon(ref.call, Slow(0.3))
-            await anyio.sleep(0.05)
+            await wait_until(lambda: enqueued() == 1)  # being handled
             tg.start_soon(ref.call, Slow(0.01))
-            await anyio.sleep(0.05)
+            await wait_until(lambda: enqueued() == 2)  # queued: the mailbox is full
             with pytest.raises(otp.MailboxFull):
                 await ref.call(Get())
 
@@ -511,9 +516,11 @@ async def test_monitors_and_calls_fail_with_noconnection(
             except otp.ActorExited as exc:
                 outcome.append(exc.reason)
 
+        served = b.whereis("c")
+        before = served.statistics().mailbox.enqueued
         async with anyio.create_task_group() as tg:
             tg.start_soon(slow_call)
-            await anyio.sleep(0.05)
+            await wait_until(lambda: served.statistics().mailbox.enqueued > before)
             async with raw_client(redis_url) as raw:
                 clients = await raw.client_list()
                 for c in clients:
@@ -596,3 +603,96 @@ async def test_publish_nowait_and_request_are_the_in_memory_brokers_own(nodes: A
         assert stats.pipelines >= 1  # queued frames went out together
         assert a.broker.publish_nowait("nobody.here", 1) == 1
         await until(lambda: any(d.reason == "no_subscriber" for d in a.broker.recent_dead_letters))
+
+
+class Gate(otp.GenServer):
+    """Counts casts, each only once ``gate`` is set: a mailbox that stays full."""
+
+    async def init(self, gate: anyio.Event) -> None:
+        self.gate = gate
+        self.got = 0
+
+    async def handle_cast(self, message: Any) -> None:
+        await self.gate.wait()
+        self.got += 1
+
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        return self.got
+
+
+async def test_a_full_mailbox_delays_only_its_actor_and_backpressures_casts(nodes: Any) -> None:
+    async with nodes("a", "b", window=8) as (a, b):
+        gate = anyio.Event()
+        await b.spawn(Gate, gate, name="gated", mailbox=otp.Mailbox(2, otp.Overflow.BLOCK))
+        await b.spawn(Counter, 5, name="free")
+        gated = await a.broker.whereis("gated")
+        free = await a.broker.whereis("free")
+        assert gated is not None and free is not None
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            for _ in range(40):
+                await gated.cast(Add(1))
+                sent += 1
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(flood)
+            # The sender runs out of credit and waits, as a local sender would...
+            await wait_until(lambda: a.broker.statistics().credit_waits >= 1)
+            assert sent < 40
+            assert b.broker.statistics().backlog <= 8  # bounded by the window
+            # ...while the node's other actors are served at once.
+            with anyio.fail_after(2):
+                assert await free.call(Get(), timeout=2) == 5
+            gate.set()
+        assert await gated.call(None, timeout=5) == 40
+
+
+async def test_monitor_node_and_membership_events(nodes: Any, redis_url: str, prefix: str) -> None:  # noqa: F811
+    from otp.redis import NodeDown
+
+    async with nodes("a") as (a,):
+        events: list[otp.Event] = []
+        a.add_event_listener(
+            lambda e: events.append(e) if e.kind in ("nodeup", "nodedown") else None
+        )
+        got: list[NodeDown] = []
+        a.broker.monitor_node("nowhere", got.append)
+        assert got == [NodeDown("nowhere", "unknown")]
+        async with otp.Node(
+            name="b", broker=RedisBroker(redis_url, prefix=prefix, heartbeat=0.1, node_ttl=0.6)
+        ):
+            await wait_until(lambda: "b" in a.broker.up_nodes())
+            watcher = await a.spawn(Watcher, a.broker.remote("nobody", "a"))
+            a.broker.monitor_node("b", watcher)
+            a.broker.monitor_node("b", got.append).cancel()
+            assert await a.broker.nodes() == ["a", "b"]
+        await wait_until(lambda: watcher.call(None))
+        assert await watcher.call(None) == [NodeDown("b", "left")]
+        assert got == [NodeDown("nowhere", "unknown")]  # the cancelled one said nothing
+        assert [(e.kind, e.detail) for e in events] == [("nodeup", "b"), ("nodedown", "b")]
+
+
+async def test_durable_consumers_never_duplicate_without_a_failure(nodes: Any) -> None:
+    async with nodes("a", durable=["jobs.*"]) as (a,):
+        for i in range(300):
+            a.broker.publish_nowait("jobs.dup", OrderCreated(i))
+        await a.broker.publish("jobs.dup", OrderCreated(300))
+        seen: list[int] = []
+        # Handling takes longer than claim_after in total: the read-ahead must not let
+        # entries wait in the buffer long enough to be claimed again.
+        async with a.broker.consume(
+            "jobs.dup", "g", claim_after=0.2, batch=50, mailbox=otp.Mailbox(10)
+        ) as jobs:
+            with anyio.fail_after(20):
+                async for envelope in jobs:
+                    seen.append(envelope.message.id)
+                    await anyio.sleep(0.002)  # work
+                    await jobs.ack(envelope)
+                    if len(set(seen)) == 301:
+                        break
+            with anyio.move_on_after(0.5):
+                extra = await jobs.receive()
+                seen.append(extra.message.id)
+        assert len(seen) == len(set(seen)) == 301

@@ -20,6 +20,7 @@ pytest.importorskip("coredis", reason="the Redis broker needs coredis (pip insta
 
 import otp
 from otp.redis import RedisBroker
+from otp.testing import wait_until
 from tests._redis_messages import (
     Add,
     Crash,
@@ -191,12 +192,12 @@ async def test_killed_node_is_seen_down(
                 outcome.append(exc.reason)
 
         async with anyio.create_task_group() as tg:
+            sent = node.broker.statistics().sent
             tg.start_soon(pending_call)
-            await anyio.sleep(0.1)
+            # The call has left this node (its reply is what the kill must cut off).
+            await wait_until(lambda: node.broker.statistics().sent > sent)
             peer.kill()
-            with anyio.fail_after(5):
-                while not await watcher.call("downs"):
-                    await anyio.sleep(0.05)
+            await wait_until(lambda: watcher.call("downs"))
         downs = await watcher.call("downs")
         assert [(d.ref, d.reason) for d in downs] == [(ref, "nodedown")]
         assert outcome == ["nodedown"]
