@@ -31,8 +31,10 @@ CONTRIBUTING: how to write a code block in the docs so that it runs here
   block renders as garbage (this test refuses it).
 * Signatures are not programs: show ``publish(topic, message, *, sender=None)`` in a
   ```` ```text ```` block or in prose.
-* Type checking: the blocks are executed, not yet type-checked (tests/typing/ checks typed
-  user programs with mypy and pyright).
+* Type checking: ``python -m tests.test_docs --mypy`` (run by .ci/run) checks the same blocks
+  with plain mypy (``--check-untyped-defs``; not --strict, so snippets may leave callbacks
+  unannotated), each page as one module with its lines where they are in the page, so an
+  error names the page and line. tests/typing/ checks typed user programs strictly.
 """
 
 from __future__ import annotations
@@ -330,3 +332,75 @@ def test_top_level_await_and_test_functions_run_on_the_backend(tmp_path: Path) -
     for block in extract(page):
         _run_block(block, namespace, "trio", tmp_path)
     assert namespace["seen"] == [("trio", "nonode"), "awaited"]
+
+
+# ---------------------------------------------------------------------------- type checking
+
+
+def write_for_mypy(directory: Path) -> dict[Path, Path]:
+    """Write each page's runnable blocks as modules (one per page and ``title``) with every
+    line at its line number in the page, so mypy's positions are the page's; returns
+    module path -> page."""
+    written: dict[Path, Path] = {}
+    for page in PAGES:
+        files: dict[str | None, list[Block]] = {}
+        for block in _python_blocks(page):
+            if not block.no_run:
+                files.setdefault(block.title, []).append(block)
+        length = len(page.read_text().splitlines())
+        for title, blocks in files.items():
+            lines = [""] * length
+            for block in blocks:
+                for offset, text in enumerate(block.code.splitlines()):
+                    lines[block.line - 1 + offset] = text
+            stem = str(page.relative_to(ROOT)).replace("/", "__").removesuffix(".md")
+            # A titled block keeps its file name, so that `from shop import ...` resolves.
+            module = directory / (title or f"{stem}.py")
+            module.write_text("\n".join(lines) + "\n")
+            written[module] = page
+    return written
+
+
+def _mypy_main() -> int:
+    """``python -m tests.test_docs --mypy``: type-check the blocks (.ci/run runs it).
+
+    Plain mypy, not --strict (snippets leave callbacks unannotated); redefinitions across a
+    page's blocks (each shows its own ``main``) and top-level ``await`` are allowed.
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="otp-docs-mypy-") as tmp:
+        written = write_for_mypy(Path(tmp))
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "mypy",
+                "--python-version=3.11",
+                "--no-error-summary",
+                "--explicit-package-bases",
+                "--disable-error-code=no-redef",
+                "--disable-error-code=top-level-await",
+                "--check-untyped-defs",
+                *map(str, written),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=tmp,  # not the project's strict [tool.mypy] settings
+            env={**os.environ, "MYPYPATH": str(ROOT)},
+        )
+        pages = {module.name: page.relative_to(ROOT) for module, page in written.items()}
+        lines = []
+        for line in result.stdout.splitlines(keepends=True):
+            name, colon, rest = line.partition(":")
+            lines.append(f"{pages[name]}:{rest}" if colon and name in pages else line)
+        report = "".join(lines)
+    print(report, end="")
+    print(f"docs blocks under mypy: {len(written)} files, exit status {result.returncode}")
+    return result.returncode
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--mypy"]:
+    sys.exit(_mypy_main())
