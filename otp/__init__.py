@@ -43,6 +43,7 @@ from ._exceptions import CalledSelf as CalledSelf
 from ._exceptions import CallTimeout as CallTimeout
 from ._exceptions import ChildRunning as ChildRunning
 from ._exceptions import CodecError as CodecError
+from ._exceptions import Ignored as Ignored
 from ._exceptions import InvalidTopic as InvalidTopic
 from ._exceptions import MailboxFull as MailboxFull
 from ._exceptions import MaxChildren as MaxChildren
@@ -56,6 +57,7 @@ from ._exceptions import Restarting as Restarting
 from ._exceptions import StartFailed as StartFailed
 from ._exceptions import SupervisorGaveUp as SupervisorGaveUp
 from ._exceptions import WrongThread as WrongThread
+from ._gen_server import IGNORE as IGNORE
 from ._gen_server import NOREPLY as NOREPLY
 from ._gen_server import GenServer as GenServer
 from ._gen_server import IdleTimeout as IdleTimeout
@@ -95,8 +97,11 @@ from ._statem import StateMachine as StateMachine
 from ._statem import StateTimeout as StateTimeout
 from ._statem import Stop as Stop
 from ._statem import Transition as Transition
+from ._supervisor import ALL_SIGNIFICANT as ALL_SIGNIFICANT
+from ._supervisor import ANY_SIGNIFICANT as ANY_SIGNIFICANT
 from ._supervisor import CONSISTENT_HASH as CONSISTENT_HASH
 from ._supervisor import LEAST_BUSY as LEAST_BUSY
+from ._supervisor import NEVER as NEVER
 from ._supervisor import ONE_FOR_ALL as ONE_FOR_ALL
 from ._supervisor import ONE_FOR_ONE as ONE_FOR_ONE
 from ._supervisor import PERMANENT as PERMANENT
@@ -105,6 +110,7 @@ from ._supervisor import ROUND_ROBIN as ROUND_ROBIN
 from ._supervisor import TEMPORARY as TEMPORARY
 from ._supervisor import TRANSIENT as TRANSIENT
 from ._supervisor import ActorSnapshot as ActorSnapshot
+from ._supervisor import AutoShutdown as AutoShutdown
 from ._supervisor import Backoff as Backoff
 from ._supervisor import ChildCount as ChildCount
 from ._supervisor import ChildInfo as ChildInfo
@@ -171,12 +177,15 @@ if not _typing.TYPE_CHECKING:  # a module __getattr__ would hide typos from type
 
 
 __all__ = [
+    "ALL_SIGNIFICANT",
+    "ANY_SIGNIFICANT",
     "ActorExited",
     "ActorRef",
     "ActorSnapshot",
     "ActorStatistics",
     "AlreadyPresent",
     "AlreadyStarted",
+    "AutoShutdown",
     "BROADCAST",
     "BRUTAL_KILL",
     "Backoff",
@@ -211,7 +220,9 @@ __all__ = [
     "GroupMonitor",
     "Groups",
     "HashRing",
+    "IGNORE",
     "IdleTimeout",
+    "Ignored",
     "InMemoryBroker",
     "InvalidTopic",
     "JSON_FORM_VERSION",
@@ -226,6 +237,7 @@ __all__ = [
     "MonitorRef",
     "MsgpackCodec",
     "MultiCallResult",
+    "NEVER",
     "NOREPLY",
     "NameTaken",
     "NextEvent",

@@ -28,12 +28,13 @@ from ._exceptions import (
     ActorExited,
     CalledSelf,
     CallTimeout,
+    Ignored,
     MailboxFull,
     StartFailed,
     SupervisorGaveUp,
     WrongThread,
 )
-from ._gen_server import NOREPLY, GenServer, IdleTimeout
+from ._gen_server import IGNORE, NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
     CALL,
     CAST,
@@ -105,6 +106,14 @@ def check_shutdown(value: object) -> None:
         raise ValueError(
             f"shutdown must be seconds >= 0, None (wait forever) or otp.BRUTAL_KILL, not {value!r}"
         )
+
+
+def check_start_timeout(value: object) -> None:
+    """Raise ``ValueError`` unless ``value`` is seconds > 0 or ``None`` (wait forever)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"start_timeout must be seconds > 0 or None, not {value!r}")
 
 
 def _check_timeout(timeout: object) -> None:
@@ -785,8 +794,9 @@ class ActorRef:
                 with self._scope:
                     self._task = self._backend.current_task()
                     if self._server._otp_owns_task_group:
-                        # Supervisors own the task group their children run in, so killing
-                        # a supervisor takes its subtree down with it (as links do in OTP).
+                        # Supervisors own the task group their children run in. Children
+                        # are shielded, so cancelling this scope does not reach them: a
+                        # killed supervisor ends them itself (otp._supervisor's guard).
                         async with anyio.create_task_group() as task_group:
                             self._server._otp_task_group = task_group
                             reason = await self._lifecycle(args, started)
@@ -818,11 +828,16 @@ class ActorRef:
 
     async def _lifecycle(self, args: tuple[Any, ...], started: Promise) -> Any:
         try:
-            await self._server._otp_init(args)
+            result = await self._server._otp_init(args)
         except Exception as exc:
             self._init_failed = True
             started.fail(exc)
             return exc
+        if result is IGNORE:
+            # OTP's ignore: the starter hears "ignore", the process exits normal at once.
+            self._init_failed = True
+            started.resolve(IGNORE)
+            return "normal"
         started.resolve(self)
         return await self._loop()
 
@@ -1115,6 +1130,7 @@ async def start_actor(
     child_id: str | None = None,
     where: str = "",
     link: ActorRef | None = None,
+    start_timeout: float | None = None,
 ) -> ActorRef:
     """Create, register and start an actor in ``task_group``; return once ``init`` is done.
 
@@ -1122,8 +1138,10 @@ async def start_actor(
     as its parent (``gen_server:start_link``); a failed start unlinks it without a signal.
     Raises ``TypeError``/``ValueError`` for bad arguments, ``ActorExited("noproc")`` if
     ``link`` is dead, :class:`otp.NameTaken`, and :class:`otp.StartFailed` (cause: the
-    exception) if creating it or its ``init`` fails; a :class:`otp.StartFailed` from
-    deeper in a subtree passes through unchanged.
+    exception) if creating it or its ``init`` fails or does not return within
+    ``start_timeout`` seconds (cause: a ``TimeoutError``; the actor is killed), and
+    :class:`otp.Ignored` if ``init`` returned :data:`otp.IGNORE`; a
+    :class:`otp.StartFailed` from deeper in a subtree passes through unchanged.
     """
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"expected a GenServer subclass, got {cls!r}")
@@ -1134,6 +1152,7 @@ async def start_actor(
     if name is not None and (not isinstance(name, str) or not name):
         raise TypeError(f"an actor name must be a non-empty str or None, not {name!r}")
     check_shutdown(shutdown)
+    check_start_timeout(start_timeout)
     if link is not None:
         if not isinstance(link, ActorRef):
             raise TypeError(f"link= needs an otp.ActorRef of this process, not {link!r}")
@@ -1169,16 +1188,24 @@ async def start_actor(
             ref._unlink(link)
         raise
     try:
-        await started.wait(None)
+        result = await started.wait(start_timeout)
     except BaseException as exc:
-        # init failed, or the starter gave up (cancelled): never leave a half-started
-        # actor behind, and return only once it is gone (its name is free again).
+        # init failed, timed out, or the starter gave up (cancelled): never leave a
+        # half-started actor behind, and return only once it is gone (its name is free).
         ref.kill()
         with anyio.CancelScope(shield=True):
             await ref.join()
+        if isinstance(exc, Expired):
+            # OTP's start_link Timeout: {error, timeout}, the process killed.
+            timeout = TimeoutError(f"init did not return within {start_timeout:g}s")
+            raise StartFailed(label, timeout, where) from timeout
         if isinstance(exc, Exception) and not isinstance(exc, StartFailed):
             raise StartFailed(label, exc, where) from exc
         raise
+    if result is IGNORE:
+        with anyio.CancelScope(shield=True):
+            await ref.join()  # it exits "normal" at once; its name is free on return
+        raise Ignored(label, where)
     if node._listeners:
         node._emit("started", actor=ref)
     return ref

@@ -14,6 +14,7 @@ __all__ = [
     "RemoteError",
     "Restarting",
     "NoSubscriber",
+    "Ignored",
     "InvalidTopic",
     "CodecError",
     "NodeFenced",
@@ -273,6 +274,27 @@ class ChildRunning(OTPError, RuntimeError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.child_id, self.supervisor))
+
+
+class Ignored(OTPError):
+    """An actor's ``init`` returned :data:`otp.IGNORE`, so nothing was started.
+
+    Raised by ``node.spawn``/``node.start(worker)``/``spawn_link``, whose result must be a
+    running actor (``gen_server:start`` returns ``ignore``); a supervisor instead keeps the
+    child's spec without a running child and ``start_child`` returns ``None``.
+    """
+
+    def __init__(self, actor: str, where: str = "") -> None:
+        self.actor = actor
+        self.where = where
+        at = f" (child of supervisor {where!r})" if where else ""
+        super().__init__(
+            f"actor {actor!r}{at} returned otp.IGNORE from init, so nothing was started; "
+            "catch otp.Ignored where starting nothing is expected"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.actor, self.where))
 
 
 class Restarting(OTPError, RuntimeError):

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ._node import Node, SpawnLinkOptions
     from ._ref import Ref
 
-__all__ = ["NOREPLY", "GenServer", "IdleTimeout"]
+__all__ = ["IGNORE", "NOREPLY", "GenServer", "IdleTimeout"]
 
 logger = logging.getLogger("otp")
 
@@ -41,6 +41,22 @@ class _NoReply:
 #: Return this from ``handle_call`` to answer later with :meth:`GenServer.reply`
 #: (OTP's ``{noreply, State}``).
 NOREPLY: Final = _NoReply()
+
+
+@final
+class _Ignore:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "otp.IGNORE"
+
+    def __reduce__(self) -> str:
+        return "IGNORE"
+
+
+#: Return this from ``init`` to start nothing (OTP's ``ignore``): under a supervisor the
+#: child spec is kept without a running child; ``node.spawn`` raises :class:`otp.Ignored`.
+IGNORE: Final = _Ignore()
 
 
 @attrs.frozen
@@ -137,7 +153,8 @@ class GenServer:
     async def init(self, *args: Any, **kwargs: Any) -> object:
         """Prepare the state; runs before the actor is started (``gen_server:init/1``).
 
-        Raising makes the start fail with :class:`otp.StartFailed`.
+        Raising makes the start fail with :class:`otp.StartFailed`; returning
+        :data:`otp.IGNORE` starts nothing (OTP's ``ignore``).
         """
         if args:
             raise TypeError(

@@ -230,6 +230,7 @@ class Node:
         mailbox: Mailbox | None = None,
         shutdown: Shutdown = 5.0,
         link: ActorRef | None = None,
+        start_timeout: float | None = None,
     ) -> ActorRef:
         """Start an actor that no supervisor watches and return its ref once ``init`` has
         finished.
@@ -239,10 +240,16 @@ class Node:
         ``gen_server:start_link`` called by ``ref`` does (see ``GenServer.spawn_link``).
         Raises :class:`otp.NameTaken` if ``name`` is registered, :class:`otp.StartFailed`
         (cause: the exception) if ``init`` raises, :class:`otp.ActorExited` (reason
-        ``"noproc"``) if ``link`` is dead. Pass keyword arguments for ``init``
+        ``"noproc"``) if ``link`` is dead. ``start_timeout`` bounds ``init`` (OTP's
+        start Timeout): past it the actor is killed and the start raises
+        :class:`otp.StartFailed` (cause: a ``TimeoutError``). If ``init`` returns
+        :data:`otp.IGNORE` nothing runs and it raises :class:`otp.Ignored`
+        (``gen_server:start`` returns ``ignore``). Pass keyword arguments for ``init``
         with :func:`functools.partial`-style wrappers or as positional arguments.
         """
-        return await self._start_top(cls, args, name, mailbox, shutdown, link=link)
+        return await self._start_top(
+            cls, args, name, mailbox, shutdown, link=link, start_timeout=start_timeout
+        )
 
     async def _start_top(
         self,
@@ -255,6 +262,7 @@ class Node:
         escalate: bool = False,
         ref_class: type[ActorRef] | None = None,
         link: ActorRef | None = None,
+        start_timeout: float | None = None,
     ) -> ActorRef:
         if self._closing:
             raise RuntimeError(f"{self!r} is shutting down; it starts no new actors")
@@ -269,6 +277,7 @@ class Node:
             escalate=escalate,
             ref_class=ref_class,
             link=link,
+            start_timeout=start_timeout,
         )
         self._top[ref] = None
         ref._add_monitor(lambda down: self._top.pop(ref, None))

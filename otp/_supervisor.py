@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, NewType, TypedDict, Unpac
 
 import anyio
 import attrs
+from anyio.abc import TaskStatus
 
 from ._actor import (
     BRUTAL_KILL,
@@ -33,6 +34,7 @@ from ._actor import (
     MonitorRef,
     Shutdown,
     check_shutdown,
+    check_start_timeout,
     is_normal_exit,
     start_actor,
 )
@@ -41,6 +43,7 @@ from ._exceptions import (
     AlreadyPresent,
     AlreadyStarted,
     ChildRunning,
+    Ignored,
     MaxChildren,
     NameTaken,
     NotFound,
@@ -49,7 +52,7 @@ from ._exceptions import (
     StartFailed,
     SupervisorGaveUp,
 )
-from ._gen_server import GenServer
+from ._gen_server import NOREPLY, GenServer
 from ._hashring import pick
 from ._mailbox import Mailbox, MailboxStatistics
 from ._ref import Ref
@@ -62,6 +65,10 @@ if TYPE_CHECKING:
     from ._requests import RequestId
 
 __all__ = [
+    "ALL_SIGNIFICANT",
+    "ANY_SIGNIFICANT",
+    "NEVER",
+    "AutoShutdown",
     "ONE_FOR_ALL",
     "ONE_FOR_ONE",
     "PERMANENT",
@@ -95,6 +102,10 @@ logger = logging.getLogger("otp")
 #: The clock restart intensity and backoff are measured with (tests substitute it).
 _clock = time.monotonic
 
+#: How long which_children/count_children wait for a child start in progress before they
+#: answer from the supervisor's state instead (a restart whose init hangs, say).
+BUSY_GRACE: float = 1.0
+
 
 class Restart(enum.Enum):
     """When a supervisor restarts a child that exited (OTP's ``restart`` child spec key)."""
@@ -125,6 +136,26 @@ class Strategy(enum.Enum):
     __str__ = __repr__
 
 
+class AutoShutdown(enum.Enum):
+    """When a supervisor shuts itself down after significant children exit (OTP 24's
+    ``auto_shutdown`` supervisor flag)."""
+
+    #: Never (the default); a significant child is then an error.
+    NEVER = "never"
+    #: As soon as any significant child exits by itself.
+    ANY_SIGNIFICANT = "any_significant"
+    #: Once every significant child has exited (or is not running).
+    ALL_SIGNIFICANT = "all_significant"
+
+    def __repr__(self) -> str:
+        return f"otp.{self.name}"
+
+    __str__ = __repr__
+
+
+NEVER: Final = AutoShutdown.NEVER
+ANY_SIGNIFICANT: Final = AutoShutdown.ANY_SIGNIFICANT
+ALL_SIGNIFICANT: Final = AutoShutdown.ALL_SIGNIFICANT
 PERMANENT: Final = Restart.PERMANENT
 TRANSIENT: Final = Restart.TRANSIENT
 TEMPORARY: Final = Restart.TEMPORARY
@@ -184,6 +215,10 @@ class WorkerSpec:
     shutdown: Shutdown = attrs.field(default=5.0, validator=_shutdown_validator)
     mailbox: Mailbox | None = None
     backoff: Backoff | None = None
+    #: Seconds ``init`` may take (``None``: forever); past it the start fails.
+    start_timeout: float | None = None
+    #: Its own exit may shut its supervisor down (see :class:`AutoShutdown`).
+    significant: bool = False
 
     kind: Literal["worker"] = "worker"
 
@@ -210,6 +245,11 @@ class SupervisorSpec:
     dispatch: str | None = None
     #: Worker pools with consistent hashing: the routing key of a message.
     key: Callable[[Any], object] | None = None
+    #: Seconds its ``init`` (every child's start) may take; ``None``: forever.
+    start_timeout: float | None = None
+    #: Its own exit may shut its parent down (see :class:`AutoShutdown`).
+    significant: bool = False
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER
 
     kind: Literal["supervisor"] = "supervisor"
 
@@ -234,6 +274,32 @@ def _check_backoff(backoff: object) -> None:
         raise TypeError(f"backoff must be an otp.Backoff or None, not {backoff!r}")
 
 
+def _check_significant(significant: object, restart: Restart, what: str) -> None:
+    if not isinstance(significant, bool):
+        raise TypeError(f"significant must be True or False, not {significant!r}")
+    if significant and restart is Restart.PERMANENT:
+        raise ValueError(
+            f"{what} cannot be significant and PERMANENT (OTP's bad_combination): only a "
+            "TRANSIENT or TEMPORARY child may be significant; pass restart=otp.TRANSIENT"
+        )
+
+
+def _check_auto_shutdown(auto_shutdown: object, name: str, specs: Sequence[ChildSpec]) -> None:
+    if not isinstance(auto_shutdown, AutoShutdown):
+        raise TypeError(
+            "auto_shutdown must be otp.NEVER, otp.ANY_SIGNIFICANT or otp.ALL_SIGNIFICANT, "
+            f"not {auto_shutdown!r}"
+        )
+    if auto_shutdown is AutoShutdown.NEVER:
+        for spec in specs:
+            if spec.significant:
+                raise ValueError(
+                    f"child {spec.id!r} of supervisor {name!r} is significant but the "
+                    "supervisor has auto_shutdown=otp.NEVER (OTP's bad_combination); pass "
+                    "auto_shutdown=otp.ANY_SIGNIFICANT or otp.ALL_SIGNIFICANT"
+                )
+
+
 class WorkerOptions(TypedDict, total=False):
     """The keyword options of :func:`worker` (typing: ``**options: Unpack[WorkerOptions]``)."""
 
@@ -243,6 +309,8 @@ class WorkerOptions(TypedDict, total=False):
     shutdown: Shutdown
     mailbox: Mailbox | None
     backoff: Backoff | None
+    start_timeout: float | None
+    significant: bool
 
 
 # The overloads check the start arguments against ``cls.init`` (see otp/_init_args.py).
@@ -283,13 +351,19 @@ def worker(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTup
     shutdown: Shutdown = 5.0,
     mailbox: Mailbox | None = None,
     backoff: Backoff | None = None,
+    start_timeout: float | None = None,
+    significant: bool = False,
 ) -> WorkerSpec:
     """A child spec for a worker: ``cls`` started with ``init(*args)``.
 
     ``id`` (unique within the supervisor) defaults to ``name``, else the class name.
     ``restart`` is ``PERMANENT``, ``TRANSIENT`` or ``TEMPORARY``; ``shutdown`` is the
     seconds ``terminate`` may take before the child is killed, :data:`otp.BRUTAL_KILL` or
-    ``None`` (wait forever). Raises ``TypeError``/``ValueError`` on bad input.
+    ``None`` (wait forever). ``start_timeout`` bounds ``init`` on every start and restart
+    (a start past it fails with :class:`otp.StartFailed`, as OTP's start_link Timeout).
+    ``significant=True`` (OTP 24; ``TRANSIENT`` or ``TEMPORARY`` only) lets its own exit
+    shut the supervisor down under its ``auto_shutdown``. Raises ``TypeError``/
+    ``ValueError`` on bad input.
     """
     if not (isinstance(cls, type) and issubclass(cls, GenServer)):
         raise TypeError(f"worker() needs a GenServer subclass, got {cls!r}")
@@ -297,9 +371,11 @@ def worker(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTup
         raise TypeError(f"name must be a non-empty str or None, not {name!r}")
     _check_restart(restart)
     _check_backoff(backoff)
+    check_start_timeout(start_timeout)
     if mailbox is not None and not isinstance(mailbox, Mailbox):
         raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
     child_id = id if id is not None else (name if name is not None else cls.__name__)
+    _check_significant(significant, restart, f"worker {child_id!r}")
     return WorkerSpec(
         cls=cls,
         args=args,
@@ -309,6 +385,8 @@ def worker(  # type: ignore[misc]  # mypy cannot match an impl to the TypeVarTup
         shutdown=shutdown,
         mailbox=mailbox,
         backoff=backoff,
+        start_timeout=start_timeout,
+        significant=significant,
     )
 
 
@@ -322,12 +400,19 @@ def supervisor(
     restart: Restart = Restart.PERMANENT,
     shutdown: Shutdown = None,
     backoff: Backoff | None = None,
+    start_timeout: float | None = None,
+    significant: bool = False,
+    auto_shutdown: AutoShutdown = AutoShutdown.NEVER,
 ) -> SupervisorSpec:
     """A supervisor spec; supervisors nest. The supervisor registers under ``name``.
 
     More than ``max_restarts`` restarts within ``within`` seconds (Erlang's MaxR/MaxT,
     counted across all children) makes it give up. Child ids must be unique: a duplicate
     raises ``ValueError`` here. ``backoff`` delays restarts (see :class:`Backoff`).
+    ``start_timeout`` bounds its ``init`` (all its children's starts). ``auto_shutdown``
+    (OTP 24) shuts it down with reason ``"shutdown"`` when any (``ANY_SIGNIFICANT``) or
+    every (``ALL_SIGNIFICANT``) significant child has exited by itself; a significant child
+    under ``NEVER``, or a significant ``PERMANENT`` supervisor, is a ``ValueError`` here.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"a supervisor needs a non-empty str name, not {name!r}")
@@ -338,6 +423,8 @@ def supervisor(
     _check_intensity(max_restarts, within)
     _check_restart(restart)
     _check_backoff(backoff)
+    check_start_timeout(start_timeout)
+    _check_significant(significant, restart, f"supervisor {name!r}")
     specs = tuple(children)
     seen: set[str] = set()
     for spec in specs:
@@ -352,6 +439,7 @@ def supervisor(
                 "give each a unique id= (or name=)"
             )
         seen.add(spec.id)
+    _check_auto_shutdown(auto_shutdown, name, specs)
     return SupervisorSpec(
         name=name,
         children=specs,
@@ -362,6 +450,9 @@ def supervisor(
         restart=restart,
         shutdown=shutdown,
         backoff=backoff,
+        start_timeout=start_timeout,
+        significant=significant,
+        auto_shutdown=auto_shutdown,
     )
 
 
@@ -489,6 +580,7 @@ def worker_pool(  # type: ignore[misc]  # mypy cannot match an impl to the TypeV
     restart: Restart = Restart.PERMANENT,
     backoff: Backoff | None = None,
     key: Callable[[Any], object] | None = None,
+    start_timeout: float | None = None,
 ) -> PoolSpec:
     """A supervised pool of ``size`` identical workers; ``node.start`` (or
     ``start_child``) returns a :class:`PoolRef` whose ``call``/``cast`` go to one worker,
@@ -514,7 +606,14 @@ def worker_pool(  # type: ignore[misc]  # mypy cannot match an impl to the TypeV
     spec = supervisor(
         name,
         [
-            worker(cls, *args, id=f"{name}.{i}", mailbox=mailbox, shutdown=shutdown)
+            worker(
+                cls,
+                *args,
+                id=f"{name}.{i}",
+                mailbox=mailbox,
+                shutdown=shutdown,
+                start_timeout=start_timeout,
+            )
             for i in range(size)
         ],
         max_restarts=max_restarts,
@@ -577,6 +676,10 @@ class _TryAgain:
 
 
 @message("$otp.supervisor.failed")  # crosses the wire (remote supervisor operations)
+class _Aborted(Exception):
+    """A child start given up because this supervisor was asked to stop meanwhile."""
+
+
 @attrs.frozen
 class _Failed:
     error: BaseException
@@ -595,23 +698,58 @@ class _Supervisor(GenServer):
     # anyone but the parent does not end one (children are watched by monitors).
     trap_exit = True
 
+    #: The scope of the child start being awaited, if any: a stop request cancels it (the
+    #: half-started child is killed), and which_children answers without waiting for it.
+    start_scope: anyio.CancelScope | None = None
+    start_done: anyio.Event | None = None  # set when the awaited start ends
+    initialising = True
+
     async def init(self, spec: SupervisorSpec) -> None:
         self.spec = spec
         # Children in start order (dicts keep insertion order and delete in O(1)).
         self.children: dict[_Child, None] = {}
         self.by_id: dict[str, _Child] = {}
         self.by_ref: dict[Ref, _Child] = {}
+        # Children asked to stop and not yet gone (no longer in by_ref).
+        self.stopping: set[Ref] = set()
         self.restart_times: deque[float] = deque()
         self.total_restarts = 0
         self.serial = 0
         self.next_worker = 0  # round-robin position of a worker pool
-        for child_spec in spec.children:
-            child = self._add(child_spec)
+        self.guard = anyio.CancelScope()
+        await self._otp_task_group.start(self._guard)
+        try:
+            for child_spec in spec.children:
+                child = self._add(child_spec)
+                ref = await self._start(child)
+                if ref is None and child_spec.restart is Restart.TEMPORARY:
+                    self._remove(child)  # an ignored temporary child is not kept (OTP)
+        except BaseException:
             try:
-                await self._start(child)
-            except BaseException:
                 await self._stop_all()
-                raise
+            finally:
+                self.guard.cancel()
+            raise
+        self.initialising = False
+
+    async def _guard(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Take the children down when the supervisor itself is killed.
+
+        Invariant: children run in shielded scopes inside this supervisor's task group, so
+        cancelling the supervisor does not reach them; this task, in the same group but not
+        shielded, is cancelled with it and ends them as OTP's links would: a child that
+        traps exits runs ``terminate("killed")``, any other dies at once. After an orderly
+        stop (``terminate`` cancels ``self.guard``) no child is left and it does nothing.
+        """
+        with self.guard:
+            try:
+                task_status.started()
+                await anyio.sleep_forever()
+            finally:
+                running = [c.ref for c in reversed(self.children) if c.ref is not None]
+                for ref in running + list(self.stopping):
+                    if ref.alive:
+                        ref._parent_exited("killed")
 
     # -------------------------------------------------------------- bookkeeping
 
@@ -632,12 +770,33 @@ class _Supervisor(GenServer):
 
     # -------------------------------------------------------------- starting and stopping
 
-    async def _start(self, child: _Child) -> ActorRef:
+    async def _start(self, child: _Child) -> ActorRef | None:
+        """Start ``child``; ``None`` if its ``init`` returned :data:`otp.IGNORE` (the spec
+        stays, nothing runs). Raises :class:`StartFailed`, or :class:`_Aborted` when a
+        stop request to this supervisor cancelled the start (the child was killed)."""
         spec = child.spec
-        try:
-            ref = await self._start_spec(spec, child.id)
-        except NameTaken as exc:
-            raise StartFailed(child.id, exc, self.spec.name) from exc
+        with anyio.CancelScope() as scope:
+            self.start_scope = scope
+            done = self.start_done = anyio.Event()
+            try:
+                ref = await self._start_spec(spec, child.id)
+            except NameTaken as exc:
+                raise StartFailed(child.id, exc, self.spec.name) from exc
+            except Ignored:
+                child.ref = None
+                child.restarting = False
+                logger.info(
+                    "supervisor %r: child %r returned otp.IGNORE from init; not running",
+                    self.spec.name,
+                    child.id,
+                    extra={"otp_event": "child_ignored", "otp_supervisor": self.ref},
+                )
+                return None
+            finally:
+                self.start_scope = None
+                done.set()
+        if scope.cancelled_caught:
+            raise _Aborted
         child.ref = ref
         child.restarting = False
         child.started_at = _clock()
@@ -664,6 +823,7 @@ class _Supervisor(GenServer):
                 shutdown=spec.shutdown,
                 child_id=child_id,
                 where=self.spec.name,
+                start_timeout=spec.start_timeout,
             )
         return await start_actor(
             self.node,
@@ -675,6 +835,27 @@ class _Supervisor(GenServer):
             ref_class=PoolRef if spec.dispatch else SupervisorRef,
             child_id=child_id,
             where=self.spec.name,
+            start_timeout=spec.start_timeout,
+        )
+
+    def _abort_start(self) -> None:
+        # A stop request while a child start is awaited: give that start up (OTP's
+        # supervisor would wait for it; a child whose init hangs would hang the shutdown).
+        if self.start_scope is not None and not self.initialising:
+            self.start_scope.cancel()
+
+    def _which_children(self) -> list[ChildInfo]:
+        return [
+            ChildInfo(c.id, c.ref, c.spec.kind, c.spec.restart, c.restarting) for c in self.children
+        ]
+
+    def _count_children(self) -> ChildCount:
+        sups = sum(1 for c in self.children if c.spec.kind == "supervisor")
+        return ChildCount(
+            specs=len(self.children),
+            active=len(self.by_ref),
+            supervisors=sups,
+            workers=len(self.children) - sups,
         )
 
     def _forget(self, child: _Child) -> ActorRef | None:
@@ -692,7 +873,10 @@ class _Supervisor(GenServer):
     async def _stop(self, child: _Child) -> None:
         ref = self._forget(child)
         if ref is not None:
+            # Left in `stopping` if this is interrupted (a kill): the guard then ends it.
+            self.stopping.add(ref)
             await ref._shutdown(child.spec.shutdown)
+            self.stopping.discard(ref)
 
     async def _stop_all(self) -> None:
         if self.spec.dynamic:
@@ -717,6 +901,7 @@ class _Supervisor(GenServer):
             else:
                 ref._request_stop("shutdown")
             pending.append((ref, child.spec.shutdown, waiter))
+            self.stopping.add(ref)
         started = time.monotonic()
         for ref, shutdown, waiter in pending:
             if waiter.done() and not ref.alive:
@@ -732,13 +917,23 @@ class _Supervisor(GenServer):
             if ref.alive:
                 ref.kill()
                 await ref.join()
+        self.stopping.difference_update(ref for ref, _, _ in pending)
 
     async def terminate(self, reason: Any) -> None:
-        await self._stop_all()
+        try:
+            await self._stop_all()
+        finally:
+            self.guard.cancel()
 
     # -------------------------------------------------------------- exits and restarts
 
     async def handle_info(self, message: Any) -> None:
+        try:
+            await self._handle_info(message)
+        except _Aborted:
+            pass  # this supervisor is stopping: the restart was given up
+
+    async def _handle_info(self, message: Any) -> None:
         if isinstance(message, Down):
             child = self.by_ref.pop(message.ref, None)
             if child is not None and child.ref is message.ref:
@@ -782,6 +977,8 @@ class _Supervisor(GenServer):
             )
             if restart is Restart.TEMPORARY:
                 self._remove(child)
+            if spec.significant:
+                self._auto_shutdown(child)
             return
         logger.log(
             logging.ERROR if abnormal else logging.INFO,
@@ -805,6 +1002,26 @@ class _Supervisor(GenServer):
                 self.send_after(delay, _TryAgain(child))
                 return
         await self._restart(child, group)
+
+    def _auto_shutdown(self, child: _Child) -> None:
+        """A significant child exited by itself and is not restarted: shut down if the
+        ``auto_shutdown`` flag says so (OTP 24's ``do_auto_shutdown``). Children this
+        supervisor stopped itself never get here (their exit is not a Down it handles)."""
+        mode = self.spec.auto_shutdown
+        if mode is AutoShutdown.NEVER:
+            return
+        if mode is AutoShutdown.ALL_SIGNIFICANT and any(
+            c.ref is not None and c.spec.significant for c in self.children
+        ):
+            return
+        logger.info(
+            "supervisor %r: significant child %r exited; auto_shutdown=%s, shutting down",
+            self.spec.name,
+            child.id,
+            mode,
+            extra={"otp_event": "auto_shutdown", "otp_supervisor": self.ref},
+        )
+        self.stop("shutdown")
 
     async def _stop_group(self, child: _Child) -> list[_Child]:
         """Stop the children ``child``'s strategy restarts with it (reverse start order);
@@ -849,12 +1066,12 @@ class _Supervisor(GenServer):
         """Start ``group`` (already stopped) in order. If one fails, it alone is marked
         restarting (OTP's ``{restarting, Pid}``; the later ones stay stopped) and its retry
         is queued: a retry restarts its strategy's group again from scratch."""
-        trigger.restarting = False
         for child in group:
             if child.ref is not None or child not in self.children:
                 continue
+            child.restarting = True  # while its start is awaited; _start clears it
             try:
-                await self._start(child)
+                ref = await self._start(child)
             except StartFailed as exc:
                 child.restarting = True
                 cause = exc.__cause__ or exc
@@ -871,6 +1088,8 @@ class _Supervisor(GenServer):
                 self._count_restart(cause)
                 self.ref._deliver_control(_TryAgain(child))
                 return
+            if ref is None:
+                continue  # it ignored the restart: kept as a spec, not running (OTP)
             child.restarts += 1
             self.node._emit("restarted", actor=child.ref, supervisor=self.ref, detail=child.id)
             logger.info(
@@ -894,24 +1113,19 @@ class _Supervisor(GenServer):
             )
         try:
             return await getattr(self, f"_op_{request.op}")(request.arg)
-        except (OTPError, OverflowError) as exc:
+        except (OTPError, OverflowError, ValueError) as exc:
             return _Failed(exc)
+        except _Aborted:
+            return NOREPLY  # stopping: the caller gets ActorExited when this exits
 
     async def _op_which_children(self, arg: None) -> list[ChildInfo]:
-        return [
-            ChildInfo(c.id, c.ref, c.spec.kind, c.spec.restart, c.restarting) for c in self.children
-        ]
+        return self._which_children()
 
     async def _op_count_children(self, arg: None) -> ChildCount:
-        sups = sum(1 for c in self.children if c.spec.kind == "supervisor")
-        return ChildCount(
-            specs=len(self.children),
-            active=len(self.by_ref),
-            supervisors=sups,
-            workers=len(self.children) - sups,
-        )
+        return self._count_children()
 
-    async def _op_start_child(self, spec: ChildSpec) -> ActorRef:
+    async def _op_start_child(self, spec: ChildSpec) -> ActorRef | None:
+        _check_auto_shutdown(self.spec.auto_shutdown, self.spec.name, [spec])
         if self.spec.dynamic:
             limit = self.spec.max_children
             if limit is not None and len(self.children) >= limit:
@@ -924,10 +1138,13 @@ class _Supervisor(GenServer):
                 raise AlreadyPresent(spec.id, self.spec.name)
         child = self._add(spec)
         try:
-            return await self._start(child)
+            ref = await self._start(child)
         except BaseException:
             self._remove(child)
             raise
+        if ref is None and (spec.restart is Restart.TEMPORARY or self.spec.dynamic):
+            self._remove(child)  # OTP keeps no spec of an ignored temporary child
+        return ref
 
     async def _op_terminate_child(self, target: str | ActorRef) -> None:
         child = self._lookup(target)
@@ -936,7 +1153,7 @@ class _Supervisor(GenServer):
         if child.spec.restart is Restart.TEMPORARY or self.spec.dynamic:
             self._remove(child)
 
-    async def _op_restart_child(self, child_id: str) -> ActorRef:
+    async def _op_restart_child(self, child_id: str) -> ActorRef | None:
         child = self._lookup(child_id)
         if child.ref is not None:
             raise ChildRunning(child.id, self.spec.name)
@@ -983,40 +1200,77 @@ class SupervisorRef(ActorRef):
     The methods wait as long as the supervisor needs (``timeout=None``), as OTP's do.
     """
 
-    def kill(self) -> None:
-        """Kill the supervisor and, as links do in OTP, its whole subtree."""
-        if self._alive:
-            server = self._server
-            if isinstance(server, _Supervisor):
-                for child in reversed(getattr(server, "children", {})):
-                    if child.ref is not None:
-                        child.ref.kill()
-        super().kill()
+    # Killing a supervisor (kill(), exit(ref, "kill"), a shutdown past its time) ends its
+    # subtree from inside the supervisor process: see _Supervisor._guard.
+
+    def _request_stop(self, reason: Any) -> None:
+        super()._request_stop(reason)
+        server = self._server
+        if isinstance(server, _Supervisor):
+            server._abort_start()
+
+    async def _answer_while_busy(self) -> _Supervisor | None:
+        """The supervisor, if it has been awaiting a child's start for :data:`BUSY_GRACE`
+        seconds (a restart whose init hangs, say): which_children/count_children then
+        answer from its state rather than wait for that start. ``None`` otherwise: the
+        request goes through the mailbox, in order (a quick restart is seen complete)."""
+        deadline = anyio.current_time() + BUSY_GRACE
+        while (busy := self._busy_starting()) is not None:
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0 or busy.start_done is None:
+                return busy
+            with anyio.move_on_after(remaining):
+                await busy.start_done.wait()
+        return None
+
+    def _busy_starting(self) -> _Supervisor | None:
+        server = self._server
+        if (
+            self._alive
+            and isinstance(server, _Supervisor)
+            and server.start_scope is not None
+            and not server.initialising
+        ):
+            return server
+        return None
 
     async def _op(self, op: str, arg: Any = None, timeout: float | None = None) -> Any:
         return await supervisor_op(self, op, arg, timeout)
 
     async def which_children(self) -> list[ChildInfo]:
-        """Every child in start order (``supervisor:which_children/1``)."""
+        """Every child in start order (``supervisor:which_children/1``).
+
+        If the supervisor has been awaiting a child's start for :data:`BUSY_GRACE` (1 s),
+        it answers from its state (that child shows ``ref=None, restarting=True``) instead
+        of waiting for the start, as OTP's would."""
+        busy = await self._answer_while_busy()
+        if busy is not None:
+            return busy._which_children()
         return await self._op("which_children")  # type: ignore[no-any-return]
 
     async def count_children(self) -> ChildCount:
         """Counts of specs, running children, supervisors and workers."""
+        busy = await self._answer_while_busy()
+        if busy is not None:
+            return busy._count_children()
         return await self._op("count_children")  # type: ignore[no-any-return]
 
     @overload
-    async def start_child(self, spec: PoolSpec) -> PoolRef: ...
+    async def start_child(self, spec: PoolSpec) -> PoolRef | None: ...
     @overload
-    async def start_child(self, spec: SupervisorSpec) -> SupervisorRef: ...
+    async def start_child(self, spec: SupervisorSpec) -> SupervisorRef | None: ...
     @overload
-    async def start_child(self, spec: WorkerSpec) -> ActorRef: ...
+    async def start_child(self, spec: WorkerSpec) -> ActorRef | None: ...
 
-    async def start_child(self, spec: ChildSpec) -> ActorRef:
-        """Add ``spec`` at the end and start it; returns its ref once ``init`` is done.
+    async def start_child(self, spec: ChildSpec) -> ActorRef | None:
+        """Add ``spec`` at the end and start it; returns its ref once ``init`` is done, or
+        ``None`` if ``init`` returned :data:`otp.IGNORE` (OTP's ``{ok, undefined}``: the
+        spec is kept, unless the child is ``TEMPORARY`` or the supervisor dynamic).
 
         Raises :class:`otp.AlreadyStarted` / :class:`otp.AlreadyPresent` if the id exists,
-        :class:`otp.StartFailed` if its ``init`` raises (nothing is added then), and
-        :class:`otp.MaxChildren` when a dynamic supervisor is full.
+        :class:`otp.StartFailed` if its ``init`` raises or outlasts its ``start_timeout``
+        (nothing is added then), :class:`otp.MaxChildren` when a dynamic supervisor is
+        full, and ``ValueError`` for a significant child under ``auto_shutdown=NEVER``.
         """
         if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
             raise TypeError(
@@ -1029,13 +1283,16 @@ class SupervisorRef(ActorRef):
         ``TEMPORARY`` or the supervisor is dynamic. Raises :class:`otp.NotFound`."""
         await self._op("terminate_child", child)
 
-    async def restart_child(self, child_id: str) -> ActorRef:
-        """Start a stopped child again from its spec. Raises :class:`otp.ChildRunning` if
-        it runs, :class:`otp.NotFound` if there is no such id."""
+    async def restart_child(self, child_id: str) -> ActorRef | None:
+        """Start a stopped child again from its spec; ``None`` if its ``init`` returned
+        :data:`otp.IGNORE`. Raises :class:`otp.ChildRunning` if it runs,
+        :class:`otp.Restarting` while its supervisor retries a failed restart of it,
+        :class:`otp.NotFound` if there is no such id."""
         return await self._op("restart_child", child_id)  # type: ignore[no-any-return]
 
     async def delete_child(self, child_id: str) -> None:
         """Remove a stopped child's spec. Raises :class:`otp.ChildRunning` if it runs,
+        :class:`otp.Restarting` while its supervisor retries a failed restart of it,
         :class:`otp.NotFound` if there is no such id."""
         await self._op("delete_child", child_id)
 
@@ -1126,7 +1383,14 @@ class PoolRef(SupervisorRef):
 async def start_top(node: Node, spec: ChildSpec) -> ActorRef:
     """Start ``spec`` at the top of ``node`` (``node.start``)."""
     if isinstance(spec, WorkerSpec):
-        return await node._start_top(spec.cls, spec.args, spec.name, spec.mailbox, spec.shutdown)
+        return await node._start_top(
+            spec.cls,
+            spec.args,
+            spec.name,
+            spec.mailbox,
+            spec.shutdown,
+            start_timeout=spec.start_timeout,
+        )
     if isinstance(spec, SupervisorSpec):
         return await node._start_top(
             _Supervisor,
@@ -1136,6 +1400,7 @@ async def start_top(node: Node, spec: ChildSpec) -> ActorRef:
             spec.shutdown,
             escalate=True,
             ref_class=PoolRef if spec.dispatch else SupervisorRef,
+            start_timeout=spec.start_timeout,
         )
     raise TypeError(
         f"node.start needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
