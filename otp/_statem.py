@@ -36,7 +36,7 @@ import anyio.lowlevel
 import attrs
 
 from ._exceptions import BadTransition
-from ._gen_server import NOREPLY, GenServer
+from ._gen_server import IGNORE, NOREPLY, GenServer
 
 if TYPE_CHECKING:
     from ._actor import TimerRef
@@ -454,6 +454,8 @@ class StateMachine(GenServer):
         self.state = None
         self._otp_machine = _Machine()
         result = await self.init(*args)
+        if result is IGNORE:
+            return IGNORE  # gen_statem's ignore: nothing starts
         if not isinstance(result, NextState):
             raise BadTransition(
                 self.ref,

@@ -462,3 +462,16 @@ async def test_killed_supervisor_kills_its_children_trapping_ones_terminate_kill
         assert log == [("terminate", "a", "killed")]  # b was killed without terminate
         new_inner = await restarted(root, "inner", inner)
         assert new_inner.alive and node.whereis("a").alive
+
+
+class IgnoringMachine(otp.StateMachine):
+    async def init(self) -> object:
+        return otp.IGNORE  # gen_statem's init may return ignore too
+
+
+async def test_state_machine_init_may_ignore() -> None:
+    async with otp.Node() as node:
+        sup = await node.start(otp.supervisor("s", [otp.worker(IgnoringMachine, id="m")]))
+        assert [(i.id, i.ref) for i in await sup.which_children()] == [("m", None)]
+        with pytest.raises(otp.Ignored):
+            await node.spawn(IgnoringMachine)
