@@ -453,7 +453,7 @@ class StateMachine(GenServer):
         # Set here too: a subclass's own __init__ may not call super().__init__().
         self.state = None
         self._otp_machine = _Machine()
-        result = await self.init(*args)
+        result: object = await self.init(*args)
         if result is IGNORE:
             return IGNORE  # gen_statem's ignore: nothing starts
         if not isinstance(result, NextState):

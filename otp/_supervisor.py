@@ -701,7 +701,7 @@ class _Supervisor(GenServer):
     #: The scope of the child start being awaited, if any: a stop request cancels it (the
     #: half-started child is killed), and which_children answers without waiting for it.
     start_scope: anyio.CancelScope | None = None
-    start_done: anyio.Event | None = None  # set when the awaited start ends
+    start_since = 0.0  # when that start began (anyio.current_time())
     initialising = True
 
     async def init(self, spec: SupervisorSpec) -> None:
@@ -777,7 +777,7 @@ class _Supervisor(GenServer):
         spec = child.spec
         with anyio.CancelScope() as scope:
             self.start_scope = scope
-            done = self.start_done = anyio.Event()
+            self.start_since = anyio.current_time()
             try:
                 ref = await self._start_spec(spec, child.id)
             except NameTaken as exc:
@@ -794,7 +794,6 @@ class _Supervisor(GenServer):
                 return None
             finally:
                 self.start_scope = None
-                done.set()
         if scope.cancelled_caught:
             raise _Aborted
         child.ref = ref
@@ -1209,19 +1208,39 @@ class SupervisorRef(ActorRef):
         if isinstance(server, _Supervisor):
             server._abort_start()
 
-    async def _answer_while_busy(self) -> _Supervisor | None:
-        """The supervisor, if it has been awaiting a child's start for :data:`BUSY_GRACE`
-        seconds (a restart whose init hangs, say): which_children/count_children then
-        answer from its state rather than wait for that start. ``None`` otherwise: the
-        request goes through the mailbox, in order (a quick restart is seen complete)."""
-        deadline = anyio.current_time() + BUSY_GRACE
-        while (busy := self._busy_starting()) is not None:
-            remaining = deadline - anyio.current_time()
-            if remaining <= 0 or busy.start_done is None:
-                return busy
-            with anyio.move_on_after(remaining):
-                await busy.start_done.wait()
-        return None
+    async def _read(self, op: str) -> Any:
+        """A read-only operation (which_children/count_children): in mailbox order, unless
+        the supervisor has been awaiting one child's start for :data:`BUSY_GRACE` seconds
+        (a restart whose init hangs, say); then it is answered from the supervisor's state
+        instead of waiting for that start (the queued request's late answer is dropped)."""
+        outcome: tuple[bool, Any] | None = None
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as task_group:
+                task_group.start_soon(self._give_up_when_stuck, scope)
+                try:
+                    outcome = (True, await self._op(op))
+                except Exception as exc:
+                    outcome = (False, exc)
+                task_group.cancel_scope.cancel()
+        if outcome is not None:
+            ok, value = outcome
+            if not ok:
+                raise value
+            return value
+        server = self._server
+        assert isinstance(server, _Supervisor)
+        return server._which_children() if op == "which_children" else server._count_children()
+
+    async def _give_up_when_stuck(self, scope: anyio.CancelScope) -> None:
+        while True:
+            busy = self._busy_starting()
+            wait = BUSY_GRACE
+            if busy is not None:
+                wait = busy.start_since + BUSY_GRACE - anyio.current_time()
+                if wait <= 0:
+                    scope.cancel()
+                    return
+            await anyio.sleep(wait)
 
     def _busy_starting(self) -> _Supervisor | None:
         server = self._server
@@ -1243,17 +1262,11 @@ class SupervisorRef(ActorRef):
         If the supervisor has been awaiting a child's start for :data:`BUSY_GRACE` (1 s),
         it answers from its state (that child shows ``ref=None, restarting=True``) instead
         of waiting for the start, as OTP's would."""
-        busy = await self._answer_while_busy()
-        if busy is not None:
-            return busy._which_children()
-        return await self._op("which_children")  # type: ignore[no-any-return]
+        return await self._read("which_children")  # type: ignore[no-any-return]
 
     async def count_children(self) -> ChildCount:
         """Counts of specs, running children, supervisors and workers."""
-        busy = await self._answer_while_busy()
-        if busy is not None:
-            return busy._count_children()
-        return await self._op("count_children")  # type: ignore[no-any-return]
+        return await self._read("count_children")  # type: ignore[no-any-return]
 
     @overload
     async def start_child(self, spec: PoolSpec) -> PoolRef | None: ...

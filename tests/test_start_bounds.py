@@ -80,9 +80,7 @@ async def test_worker_start_timeout_fails_the_first_start_and_stops_siblings() -
         assert node.whereis("s") is None
         with pytest.raises(otp.StartFailed):  # at the top: the supervisor's own bound
             await node.start(
-                otp.supervisor(
-                    "t", [otp.worker(Hangs, state, id="slow")], start_timeout=0.05
-                )
+                otp.supervisor("t", [otp.worker(Hangs, state, id="slow")], start_timeout=0.05)
             )
 
 

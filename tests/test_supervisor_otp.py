@@ -244,9 +244,7 @@ class Ignores(otp.GenServer):
         raise RuntimeError("crash")
 
 
-def ignoring(
-    child: str, plans: dict[str, list[str]], log: list[Any], **kw: Any
-) -> otp.WorkerSpec:
+def ignoring(child: str, plans: dict[str, list[str]], log: list[Any], **kw: Any) -> otp.WorkerSpec:
     return otp.worker(Ignores, child, plans, log, id=child, **kw)
 
 
@@ -362,7 +360,7 @@ async def test_any_significant_shuts_down_on_a_significant_childs_own_normal_exi
         assert sup.alive
         await node.whereis("t2").stop("normal")
         assert await sup.join() == "shutdown"
-        await until(lambda: (("terminate", "p", "shutdown") in log))
+        await until(lambda: ("terminate", "p", "shutdown") in log)
         # A transient supervisor that shut itself down is not restarted by its parent.
         infos = await root.which_children()
         assert [(i.id, i.ref) for i in infos] == [("s", None)]
@@ -403,7 +401,7 @@ async def test_significant_spec_errors_are_otps_bad_combination() -> None:
     with pytest.raises(ValueError, match="significant and PERMANENT"):
         otp.supervisor("s", significant=True, auto_shutdown=otp.ANY_SIGNIFICANT)
     child = otp.worker(Counter, name="j", restart=otp.TRANSIENT, significant=True)
-    with pytest.raises(ValueError, match="auto_shutdown=otp.NEVER"):
+    with pytest.raises(ValueError, match=r"auto_shutdown=otp\.NEVER"):
         otp.supervisor("s", [child])
     with pytest.raises(TypeError, match="auto_shutdown"):
         otp.supervisor("s", auto_shutdown="any")  # type: ignore[arg-type]
@@ -413,7 +411,7 @@ async def test_significant_spec_errors_are_otps_bad_combination() -> None:
     async with otp.Node() as node:
         for spec in (otp.supervisor("plain"), otp.dynamic_supervisor("dyn")):
             sup = await node.start(spec)
-            with pytest.raises(ValueError, match="auto_shutdown=otp.NEVER"):
+            with pytest.raises(ValueError, match=r"auto_shutdown=otp\.NEVER"):
                 await sup.start_child(child)
             assert sup.alive and await sup.which_children() == []
 
