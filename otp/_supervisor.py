@@ -675,11 +675,11 @@ class _TryAgain:
     child: _Child
 
 
-@message("$otp.supervisor.failed")  # crosses the wire (remote supervisor operations)
 class _Aborted(Exception):
     """A child start given up because this supervisor was asked to stop meanwhile."""
 
 
+@message("$otp.supervisor.failed")  # crosses the wire (remote supervisor operations)
 @attrs.frozen
 class _Failed:
     error: BaseException
