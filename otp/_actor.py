@@ -789,6 +789,7 @@ class ActorRef:
     async def _run(self, args: tuple[Any, ...], started: Promise) -> None:
         # Invariant: whatever happens, _exit runs exactly once, synchronously.
         reason: Any = _RUNNING
+        exited = False
         try:
             try:
                 with self._scope:
@@ -800,6 +801,10 @@ class ActorRef:
                         async with anyio.create_task_group() as task_group:
                             self._server._otp_task_group = task_group
                             reason = await self._lifecycle(args, started)
+                            # Its children are stopped (or reported stuck): it has exited,
+                            # though a child that swallows cancellation may hold this group.
+                            self._exit(reason, started)
+                            exited = True
                     else:
                         reason = await self._lifecycle(args, started)
             except _SelfExit:
@@ -821,7 +826,8 @@ class ActorRef:
         finally:
             if reason is _RUNNING:  # cancelled: killed, or an untrapped exit signal
                 reason = self._kill_reason
-            self._exit(reason, started)
+            if not exited:
+                self._exit(reason, started)
         if self._escalate and isinstance(reason, SupervisorGaveUp):
             # A top-level supervisor gave up: take the node's body down with it.
             raise reason
@@ -1016,7 +1022,7 @@ class ActorRef:
         self._exit_waiters.append(waiter)
         if shutdown is BRUTAL_KILL:
             self.kill()
-            return await waiter.wait(None)
+            return await self._wait_killed(waiter)
         self._request_stop(reason)
         try:
             return await waiter.wait(shutdown)  # type: ignore[arg-type]
@@ -1031,7 +1037,38 @@ class ActorRef:
         waiter = self._backend.promise()
         self._exit_waiters.append(waiter)
         self.kill()
-        return await waiter.wait(None)
+        return await self._wait_killed(waiter)
+
+    async def _join_killed(self) -> Any:
+        """Wait for this actor, just killed, to exit (see :meth:`_wait_killed`)."""
+        if not self._alive:
+            return self._exit_reason
+        waiter = self._backend.promise()
+        self._exit_waiters.append(waiter)
+        return await self._wait_killed(waiter)
+
+    async def _wait_killed(self, waiter: Promise) -> Any:
+        """Wait for a killed actor's exit at most the node's ``kill_timeout`` seconds.
+
+        A killed actor exits at its next ``await``; one that swallows the cancellation
+        (an ``except BaseException`` that carries on, a long shielded scope) is reported
+        with a WARNING and an ``"actor_stuck"`` event, and the caller goes on without it.
+        """
+        timeout = self._node.kill_timeout
+        try:
+            return await waiter.wait(timeout)
+        except Expired:
+            self._node._emit("actor_stuck", actor=self, detail=timeout)
+            logger.warning(
+                "actor %r did not exit within %gs of being killed: it swallows "
+                "cancellation (an except clause that catches it and carries on, or a "
+                "shielded scope); going on without it, though its task keeps the node "
+                "(and its supervisor) from finishing until it ends",
+                self,
+                timeout,
+                extra={"otp_event": "actor_stuck", "otp_actor": self},
+            )
+            return self._kill_reason
 
 
 def _calling_actor() -> ActorRef | None:
@@ -1194,7 +1231,7 @@ async def start_actor(
         # half-started actor behind, and return only once it is gone (its name is free).
         ref.kill()
         with anyio.CancelScope(shield=True):
-            await ref.join()
+            await ref._join_killed()
         if isinstance(exc, Expired):
             # OTP's start_link Timeout: {error, timeout}, the process killed.
             timeout = TimeoutError(f"init did not return within {start_timeout:g}s")

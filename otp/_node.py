@@ -99,8 +99,17 @@ class Node:
     once and leaving raises :class:`otp.SupervisorGaveUp`.
     """
 
-    def __init__(self, *, broker: Broker | None = None, name: str = "nonode") -> None:
+    def __init__(
+        self, *, broker: Broker | None = None, name: str = "nonode", kill_timeout: float = 5.0
+    ) -> None:
+        if isinstance(kill_timeout, bool) or not isinstance(kill_timeout, (int, float)):
+            raise TypeError(f"kill_timeout must be seconds > 0, not {kill_timeout!r}")
+        if not kill_timeout > 0:
+            raise ValueError(f"kill_timeout must be seconds > 0, not {kill_timeout!r}")
         self.name = name
+        #: Seconds a killed actor may take to exit before a shutdown (the node's, a
+        #: supervisor's, a timed-out start) logs it as stuck and goes on without it.
+        self.kill_timeout = float(kill_timeout)
         self.broker: Broker = broker if broker is not None else InMemoryBroker()
         self._registry: dict[str, ActorRef] = {}
         # Top-level actors and supervisors, in start order (dict keeps insertion order).

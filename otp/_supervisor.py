@@ -905,7 +905,10 @@ class _Supervisor(GenServer):
         for ref, shutdown, waiter in pending:
             if waiter.done() and not ref.alive:
                 continue
-            if shutdown is None or shutdown is BRUTAL_KILL:
+            if shutdown is BRUTAL_KILL:
+                await ref._join_killed()
+                continue
+            if shutdown is None:
                 await ref.join()
                 continue
             assert isinstance(shutdown, (int, float))
@@ -915,7 +918,7 @@ class _Supervisor(GenServer):
                     await ref.join()
             if ref.alive:
                 ref.kill()
-                await ref.join()
+                await ref._join_killed()
         self.stopping.difference_update(ref for ref, _, _ in pending)
 
     async def terminate(self, reason: Any) -> None:
