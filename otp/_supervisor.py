@@ -711,7 +711,7 @@ class _Supervisor(GenServer):
         self.by_id: dict[str, _Child] = {}
         self.by_ref: dict[Ref, _Child] = {}
         # Children asked to stop and not yet gone (no longer in by_ref).
-        self.stopping: set[Ref] = set()
+        self.stopping: set[ActorRef] = set()
         self.restart_times: deque[float] = deque()
         self.total_restarts = 0
         self.serial = 0

@@ -99,12 +99,13 @@ async def refs(node: otp.Node) -> None:
     worker = await node.start(otp.worker(Store))
     assert_type(worker, otp.ActorRef)
 
+    # None when the child's init returns otp.IGNORE (OTP's {ok, undefined}).
     child = await sup.start_child(otp.worker(Store, name="b"))
-    assert_type(child, otp.ActorRef)
+    assert_type(child, otp.ActorRef | None)
     sub = await sup.start_child(otp.supervisor("sub", []))
-    assert_type(sub, otp.SupervisorRef)
+    assert_type(sub, otp.SupervisorRef | None)
     subpool = await sup.start_child(otp.worker_pool("subpool", Store))
-    assert_type(subpool, otp.PoolRef)
+    assert_type(subpool, otp.PoolRef | None)
 
 
 async def by_name(node: otp.Node) -> None:
