@@ -185,12 +185,12 @@ class RequestIds(Generic[L]):
     many are in it; iterating gives ``(handle, label)`` pairs in the order they were added.
     """
 
-    __slots__ = ("_backend", "_deadlines", "_labels", "_ready", "_waiter")
+    __slots__ = ("_backend", "_deadlines", "_labels", "_ready", "_waiters")
 
     def __init__(self) -> None:
         self._labels: dict[RequestId[Any], L] = {}
         self._ready: deque[RequestId[Any]] = deque()
-        self._waiter: Promise | None = None
+        self._waiters: list[Promise] = []  # tasks in wait_any/receive_any
         self._backend: Backend | None = None
         self._deadlines: Any = None
 
@@ -283,9 +283,8 @@ class RequestIds(Generic[L]):
 
     def _completed(self, handle: RequestId[Any]) -> None:
         self._ready.append(handle)
-        waiter = self._waiter
-        if waiter is not None:
-            self._waiter = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:  # each looks again; those that find nothing wait on
             waiter.resolve(None)
 
     async def _wait_any(self, timeout: float | None, *, abandon: bool) -> tuple[Any, L]:
@@ -302,14 +301,15 @@ class RequestIds(Generic[L]):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            waiter = self._waiter = backend.promise()
+            waiter = backend.promise()
+            self._waiters.append(waiter)
             try:
                 if left == 0:
                     waiter.fail(Expired())
                 await waiter.wait(left, self._deadlines)
             except BaseException as exc:
-                if self._waiter is waiter:
-                    self._waiter = None
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
                 if isinstance(exc, Expired) or abandon:
                     requests = [handle.request for handle in self._labels]
                     first = next(iter(self._labels), None)

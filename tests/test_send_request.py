@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import attrs
 import pytest
+from anyio import wait_all_tasks_blocked
 
 import otp
 from otp.testing import wait_until
@@ -323,3 +324,25 @@ async def test_send_request_by_name_is_not_needed_but_call_by_name_is_there() ->
         ref = node.whereis("srv")
         assert ref is not None
         assert await ref.send_request(Echo(3)).wait(1.0) == 3
+
+
+async def test_several_tasks_can_wait_on_one_collection() -> None:
+    async with otp.Node() as node:
+        ref = await node.spawn(Server)
+        ids: otp.RequestIds[str] = otp.RequestIds()
+        for key in ("a", "b"):
+            ids.add(ref.send_request(Later(key)), key)
+        got: list[str] = []
+
+        async def waiter() -> None:
+            handle, label = await ids.wait_any(2.0)
+            got.append(f"{label}={handle.result()}")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(waiter)
+            tg.start_soon(waiter)
+            await wait_all_tasks_blocked()  # both are waiting on the collection
+            await ref.cast(Release("b"))
+            await ref.cast(Release("a"))
+        assert sorted(got) == ["a=A", "b=B"]
+        assert len(ids) == 0
