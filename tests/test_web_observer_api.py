@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import math
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -366,11 +368,16 @@ async def test_event_bursts_are_bounded() -> None:
     async with observed() as (node, _server, client):
         ref = node.whereis("v0")
         await ref.stop("shutdown")  # a dead incarnation: every cast is a dead letter
+        started = time.monotonic()
         for i in range(3000):
             ref.cast_nowait(i)
+        # The burst limit is per second: a loaded machine may spread the loop over a few.
+        windows = math.ceil(time.monotonic() - started) + 1
         log = (await client.get("/api/log")).json()
         letters = [e for e in log["events"] if e["kind"] == "dead_letter"]
-        assert 0 < len(letters) <= observer._collector.EVENT_BURST
+        assert 0 < len(letters) <= min(3000, windows * observer._collector.EVENT_BURST)
+        if windows <= 2:
+            assert len(letters) < 3000  # the rest were only counted
         assert len(log["events"]) <= observer._collector.EVENTS
 
 
