@@ -58,7 +58,8 @@ class NodeEvent:
 
     ``kind`` is one of ``"started"``, ``"exited"`` (``reason`` says how; a crash is an
     exception), ``"restarted"``, ``"restart_failed"``, ``"gave_up"``, ``"dead_letter"``,
-    ``"overflow"`` and ``"shutdown_timeout"``; a networked broker adds ``"nodedown"``,
+    ``"overflow"``, ``"shutdown_timeout"`` and ``"actor_stuck"`` (a killed actor that did
+    not exit within the node's ``kill_timeout``); a networked broker adds ``"nodedown"``,
     ``"broker_disconnected"`` and ``"broker_reconnected"``. The same happenings are logged on the
     ``otp`` logger with ``extra={"otp_event": kind, ...}``.
     """
@@ -81,6 +82,7 @@ class SpawnLinkOptions(TypedDict, total=False):
     name: str | None
     mailbox: Mailbox | None
     shutdown: Shutdown
+    start_timeout: float | None
 
 
 class SpawnOptions(SpawnLinkOptions, total=False):

@@ -82,3 +82,9 @@ def specs() -> list[otp.WorkerSpec | otp.SupervisorSpec]:
         otp.worker_pool("p2", Required, 1, "x", size=3, dispatch=otp.LEAST_BUSY),
         otp.worker_pool("p3", Six, 1, 2, 3, 4, 5, 6),
     ]
+
+
+async def start_timeouts(node: otp.Node) -> None:
+    # start_timeout is a spawn/spawn_link/worker option (issue 11).
+    await node.spawn(otp.GenServer, start_timeout=1.0)
+    otp.worker(otp.GenServer, start_timeout=1.0, restart=otp.TRANSIENT, significant=True)
