@@ -171,7 +171,14 @@ class Groups:
             local[ref] = ref._add_monitor(self._exited_callback(group))
             joined.append(ref)
             if store is not None:
-                await store._group_join(group, ref)
+                try:
+                    await store._group_join(group, ref)
+                except BaseException:
+                    # Not joined after all (Redis out of reach, cancelled): undo it here.
+                    ref._monitors.pop(local.pop(ref), None)
+                    if not local:
+                        self._local.pop(group, None)
+                    raise
         if not local:
             del self._local[group]
         if joined:

@@ -25,14 +25,14 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import attrs
 
 from .._broker import BROADCAST, DeadLetter, Envelope, InMemoryBroker, message
-from .._exceptions import CodecError
+from .._exceptions import CodecError, OTPError, RedisUnavailable
 from ._globals import GlobalNames
 from ._groups import GroupTable
 from ._naming import INBOX
@@ -113,6 +113,7 @@ class ClusterPrimitives(InMemoryBroker):
     remote_actors: RemoteActors
     codec: Codec
     prefix: str
+    url: str
     node_name: str
     incarnation: str
     heartbeat: float
@@ -137,31 +138,46 @@ class ClusterPrimitives(InMemoryBroker):
 
     # ------------------------------------------------------------------ the node's hooks
 
+    @contextmanager
+    def _redis_errors(self, doing: str) -> Iterator[None]:
+        # Redis out of reach: a clear error (the URL without its password), not coredis'.
+        try:
+            yield
+        except (OTPError, anyio.get_cancelled_exc_class()):
+            raise
+        except Exception as exc:
+            raise RedisUnavailable(self.url, f"{doing}: {describe(exc)}") from exc
+
     async def _claim_global(self, name: str, ref: ActorRef) -> None:
-        await self.global_names.claim(name, ref)
+        with self._redis_errors(f"claiming the global name {name!r}"):
+            await self.global_names.claim(name, ref)
 
     def _release_global(self, name: str, ref: ActorRef) -> None:
         self.global_names.release(name, ref)
 
     async def _locate_global(self, name: str, timeout: float) -> Any:
-        with anyio.move_on_after(timeout):
+        with anyio.move_on_after(timeout), self._redis_errors(f"locating {name!r}"):
             return await self.global_names.locate(name)
         return None
 
     async def _group_join(self, group: str, ref: ActorRef) -> None:
-        await self.group_table.join(group, ref)
+        with self._redis_errors(f"joining group {group!r}"):
+            await self.group_table.join(group, ref)
 
     async def _group_leave(self, group: str, ref: ActorRef) -> None:
-        await self.group_table.leave(group, ref)
+        with self._redis_errors(f"leaving group {group!r}"):
+            await self.group_table.leave(group, ref)
 
     def _group_exited(self, group: str, ref: ActorRef) -> None:
         self.group_table.exited(group, ref)
 
     async def _group_members(self, group: str) -> list[Any]:
-        return await self.group_table.members(group)
+        with self._redis_errors(f"reading group {group!r}"):
+            return await self.group_table.members(group)
 
     async def _which_groups(self) -> list[str]:
-        return await self.group_table.which_groups()
+        with self._redis_errors("listing the groups"):
+            return await self.group_table.which_groups()
 
     def _group_watch(
         self, group: str, hint: Callable[[], None]
