@@ -339,3 +339,27 @@ async def test_hostile_cluster_keys_are_ignored(
             await client.hset(f"{prefix}:pgm:1:g:a {a.broker.incarnation}", {"x": "y z"})
             assert await a.groups.members("g") == [member]
             assert await client.sismember(index, "ghost node") == 0  # forgotten
+
+
+async def test_cluster_operations_while_redis_fails_raise_redis_unavailable(
+    nodes: NodeFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import otp.redis
+    from otp.redis import _globals, _groups
+
+    async with nodes("a") as (a,):
+        member = await a.spawn(Echo)
+
+        async def broken(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("Redis went away")
+
+        monkeypatch.setattr(_globals, "run", broken)
+        monkeypatch.setattr(_groups, "run", broken)
+        with pytest.raises(otp.redis.RedisUnavailable, match="claiming the global name"):
+            await a.spawn(Echo, name=otp.Global("svc"))
+        assert a.whereis("svc") is None  # nothing half-started
+        with pytest.raises(otp.redis.RedisUnavailable, match="joining group"):
+            await a.groups.join("g", member)
+        assert a.groups.local_members("g") == []  # nothing half-joined
+        with pytest.raises(otp.redis.RedisUnavailable, match="reading group"):
+            await a.groups.members("g")
