@@ -518,6 +518,7 @@ class PoolOptions(TypedDict, total=False):
     restart: Restart
     backoff: Backoff | None
     key: Callable[[Any], object] | None
+    start_timeout: float | None
 
 
 #: A :class:`SupervisorSpec` made by :func:`worker_pool` (typing only: ``node.start`` and

@@ -60,7 +60,7 @@ async def start(node: otp.Node) -> None:
     await node.spawn(Returns, 1)
     await node.spawn(Loose, 1, "two", 3.0)
     parent = await node.spawn(NoArgs)
-    await node.spawn(Required, 1, "x", link=parent)
+    await node.spawn(Required, 1, "x", link=parent, start_timeout=2.0)
 
 
 class Parent(otp.GenServer):
@@ -80,7 +80,8 @@ def specs() -> list[otp.WorkerSpec | otp.SupervisorSpec]:
         otp.worker(Star, 1, "a"),
         otp.worker_pool("p1", NoArgs),
         otp.worker_pool("p2", Required, 1, "x", size=3, dispatch=otp.LEAST_BUSY),
-        otp.worker_pool("p3", Six, 1, 2, 3, 4, 5, 6),
+        otp.worker_pool("p3", Six, 1, 2, 3, 4, 5, 6, start_timeout=1.0),
+        otp.worker(NoArgs, start_timeout=1.0, significant=True, restart=otp.TRANSIENT),
     ]
 
 
