@@ -529,9 +529,10 @@ class ActorRef:
         reason, ``terminate`` included (as a gen_server obeys its parent). An actor that
         does not trap exits ignores ``"normal"`` (unless it sends the signal to itself)
         and dies at once with any other reason, without ``terminate``. A dead actor
-        ignores the signal.
+        ignores the signal. ``reason=None`` means ``"normal"``, as in :meth:`stop` (``None``
+        would read as "not exited" in ``exit_reason``).
         """
-        self._signal(_calling_actor(), reason, linked=False)
+        self._signal(_calling_actor(), "normal" if reason is None else reason, linked=False)
 
     @property
     def links(self) -> frozenset[ActorRef]:

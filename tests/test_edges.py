@@ -192,6 +192,15 @@ async def test_stop_none_means_normal() -> None:
         assert otp.is_normal_exit(ref.exit_reason)
 
 
+async def test_exit_none_means_normal() -> None:
+    # ref.exit(None) used to kill the actor with exit_reason None ("not exited").
+    async with otp.Node() as node:
+        ref = await node.spawn(Counter)
+        ref.exit(None)  # "normal": a non-trapping actor ignores it
+        assert await ref.call(Get()) == 0
+        assert ref.alive
+
+
 def test_a_wire_name_collision_between_two_classes_raises() -> None:
     @otp.message("test_edges.collide")
     @attrs.frozen
