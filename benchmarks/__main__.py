@@ -76,6 +76,12 @@ def _parser() -> argparse.ArgumentParser:
         help="merge the peers from a JSON file written by --peers-only --json",
     )
     p.add_argument("--render", type=Path, metavar="FILE", help="print the table of a saved JSON")
+    p.add_argument(
+        "--markdown",
+        type=Path,
+        metavar="FILE",
+        help="print a saved JSON's tables as Markdown (as in docs/performance.md)",
+    )
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     p.add_argument("--width", type=int, help="table width (default: the terminal's, or 200)")
     p.add_argument("--peers-only", action="store_true", help=argparse.SUPPRESS)
@@ -105,6 +111,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for s in SCENARIOS:
             print(f"{s.key:<15} {s.summary}")
+        return 0
+
+    if args.markdown:
+        from ._report import markdown, read_json
+
+        saved_rows, saved_meta = read_json(args.markdown)
+        print(markdown(saved_rows, saved_meta), end="")
         return 0
 
     if args.render:

@@ -174,6 +174,52 @@ def erlang_table(rows: list[RowResult], anchor: dict[str, Any]) -> Table:
     return t
 
 
+def _md_cell(stat: Stat | None, unit: Unit) -> str:
+    if stat is None:
+        return "-"
+    spread = format_range(stat.lo, stat.hi, unit, stat.median)
+    return f"{format_value(stat.median, unit)} <small>({spread})</small>"
+
+
+def markdown(rows: list[RowResult], meta: dict[str, Any]) -> str:
+    """The run as Markdown tables (docs/performance.md): anyotp against the floors, then
+    the peers, then the Erlang/OTP anchor when the run has one."""
+    out = [
+        "| scenario | backend | raw floor | anyio | anyotp | ratio | target |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        ratio = "-" if row.ratio is None else f"{row.ratio:.2f}x"
+        out.append(
+            f"| {_title(row, meta)} | {row.backend} | {_md_cell(row.floor, row.unit)} | "
+            f"{_md_cell(row.anyio, row.unit)} | {_md_cell(row.anyotp, row.unit)} | {ratio} | "
+            f"{_target(row).plain} |"
+        )
+    peers = _peer_columns(rows)
+    if peers:
+        out += ["", "| scenario | backend | anyotp | " + " | ".join(peers) + " |"]
+        out.append("| --- | --- | ---: | " + " | ".join("---:" for _ in peers) + " |")
+        for row in rows:
+            if not row.peers:
+                continue
+            cells = [_md_cell(row.peers.get(p), row.unit) for p in peers]
+            out.append(
+                f"| {_title(row, meta)} | {row.backend} | {_md_cell(row.anyotp, row.unit)} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    anchor = meta.get("erlang")
+    if isinstance(anchor, dict):
+        from ._erlang import rows_against
+
+        backends = sorted({r.backend for r in rows})
+        heads = " | ".join(f"anyotp {b}" for b in backends)
+        out += ["", f"| scenario | Erlang/OTP | {heads} |"]
+        out.append("| --- | ---: | " + " | ".join("---:" for _ in backends) + " |")
+        out += ["| " + " | ".join(cells) + " |" for cells in rows_against(anchor, rows, backends)]
+    return "\n".join(out) + "\n"
+
+
 def write_json(path: Path, rows: list[RowResult], meta: dict[str, Any]) -> None:
     data = {"meta": meta, "rows": [row.to_json() for row in rows]}
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
