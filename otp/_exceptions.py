@@ -306,7 +306,8 @@ class Restarting(OTPError, RuntimeError):
         self.supervisor = supervisor
         super().__init__(
             f"child {child_id!r} of supervisor {supervisor!r} is being restarted (a restart "
-            "failed and is retried); wait for it, or terminate_child it to stop the retries"
+            "is pending: a backoff delay or a retry after a failed start); wait for it, or "
+            "terminate_child it to stop the retries"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

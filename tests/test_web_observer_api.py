@@ -449,6 +449,7 @@ async def test_kill_stop_and_restart() -> None:
             response = await client.post(f"/api/actors/{ref.id}/{action}", headers=auth())
             assert response.status_code == 200, response.text
             assert response.json()["actor"]["id"] == ref.id
+            assert response.json()["actor"]["alive"] is False  # answered once it exited
             assert await ref.join(timeout=5) == reason
             await wait_for_name(node, "v1", not_ref=ref)
 

@@ -441,6 +441,19 @@ class ObserverApp:
         try:
             if action == "kill":
                 ref.kill()
+                try:  # answer once it has exited, so the reply shows it dead
+                    await ref.join(timeout=5.0)
+                except CallTimeout:
+                    return _json_response(
+                        {
+                            "type": "action",
+                            "action": action,
+                            "ok": True,
+                            "pending": True,
+                            "actor": _nested(ref),
+                        },
+                        202,
+                    )
             elif action == "stop":
                 reason = body.get("reason", "normal")
                 if not isinstance(reason, str) or not reason or len(reason) > 200:
