@@ -78,6 +78,15 @@ def _json_response(value: Any, status: int = 200) -> Response:
     return Response(dumps(value), status_code=status, media_type="application/json")
 
 
+def _action_reply(action: str, ref: Any, *, pending: bool = False) -> Response:
+    """An action's answer: 200 once done, 202 while it still goes on (``"pending"``)."""
+    body: dict[str, Any] = {"type": "action", "action": action, "ok": True}
+    if pending:
+        body["pending"] = True
+    body["actor"] = _nested(ref)
+    return _json_response(body, 202 if pending else 200)
+
+
 def _error(status: int, message: str) -> Response:
     return _json_response({"type": "error", "status": status, "error": message}, status)
 
@@ -444,16 +453,7 @@ class ObserverApp:
                 try:  # answer once it has exited, so the reply shows it dead
                     await ref.join(timeout=5.0)
                 except CallTimeout:
-                    return _json_response(
-                        {
-                            "type": "action",
-                            "action": action,
-                            "ok": True,
-                            "pending": True,
-                            "actor": _nested(ref),
-                        },
-                        202,
-                    )
+                    return _action_reply(action, ref, pending=True)
             elif action == "stop":
                 reason = body.get("reason", "normal")
                 if not isinstance(reason, str) or not reason or len(reason) > 200:
@@ -461,16 +461,7 @@ class ObserverApp:
                 try:
                     await ref.stop(reason, timeout=5.0)
                 except CallTimeout:
-                    return _json_response(
-                        {
-                            "type": "action",
-                            "action": action,
-                            "ok": True,
-                            "pending": True,
-                            "actor": _nested(ref),
-                        },
-                        202,
-                    )
+                    return _action_reply(action, ref, pending=True)
             else:
                 supervisor = parent.ref if parent is not None else None
                 if not isinstance(supervisor, SupervisorRef) or not supervisor.alive:
@@ -481,9 +472,7 @@ class ObserverApp:
                 await supervisor.restart_child(item.id)
         except OTPError as exc:
             return _error(409, str(exc))
-        return _json_response(
-            {"type": "action", "action": action, "ok": True, "actor": _nested(ref)}
-        )
+        return _action_reply(action, ref)
 
     async def crash(self, request: Request) -> Response:
         refused = self._refuse(request)
