@@ -785,6 +785,29 @@ class ActorRef:
             self._node._task_group.start_soon(_run_timer, self, timer, delay)
         return timer
 
+    # ------------------------------------------------------------------ internal interface
+    # What otp's own behaviours and supervisors (otp/_gen_server.py, _statem.py,
+    # _supervisor*.py, _snapshots.py) use of an actor besides the public API, so that no
+    # module reads ActorRef's attributes. Not for users; names and semantics may change.
+    # The methods: _behaviour, _load, _continue (below); _reply, _request_stop, _monitor,
+    # _demonitor, _link, _unlink, _send_after and _deliver_control (the callbacks' helpers,
+    # above); _shutdown, _join_killed (a supervisor stopping a child), _parent_exited (a
+    # killed supervisor ending its children), _status (snapshots).
+
+    def _behaviour(self) -> GenServer:
+        """The callback instance this actor runs (the GenServer subclass's instance; OTP's
+        callback module and its state in one)."""
+        return self._server
+
+    def _load(self) -> int:
+        """How busy the actor is now: the messages in its mailbox plus the one being
+        handled (a pool's least-busy dispatch)."""
+        return len(self._mailbox) + (self._current is not None)
+
+    def _continue(self, arg: Any) -> None:
+        """Run ``handle_continue(arg)`` before the next message (``{continue, Arg}``)."""
+        self._continues.append(arg)
+
     # ------------------------------------------------------------------ the process
 
     async def _run(self, args: tuple[Any, ...], started: Promise) -> None:

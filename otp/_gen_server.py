@@ -236,7 +236,7 @@ class GenServer:
     def continue_with(self, arg: Any) -> None:
         """Run ``handle_continue(arg)`` once the current callback returns, before any
         queued message (OTP's ``{continue, Arg}``)."""
-        self.ref._continues.append(arg)
+        self.ref._continue(arg)
 
     def monitor(self, ref: Ref) -> MonitorRef:
         """Watch ``ref``: when it exits, ``handle_info`` gets ``otp.Down(ref, reason)``.

@@ -888,24 +888,21 @@ class _Supervisor(GenServer):
     async def _stop_concurrently(self, children: list[_Child]) -> None:
         # Ask every child to stop at once, then collect them: no task per child, so this
         # scales to a hundred thousand children.
-        backend = self.ref._backend
-        pending: list[tuple[ActorRef, Shutdown, Any]] = []
+        pending: list[tuple[ActorRef, Shutdown]] = []
         for child in children:
             ref = self._forget(child)
             if ref is None or not ref.alive:
                 continue
-            waiter = backend.promise()
-            ref._exit_waiters.append(waiter)
             if child.spec.shutdown is BRUTAL_KILL:
                 ref.kill()
             else:
                 ref._request_stop("shutdown")
-            pending.append((ref, child.spec.shutdown, waiter))
+            pending.append((ref, child.spec.shutdown))
             self.stopping.add(ref)
         started = time.monotonic()
-        for ref, shutdown, waiter in pending:
-            if waiter.done() and not ref.alive:
-                continue
+        for ref, shutdown in pending:
+            if not ref.alive:
+                continue  # gone already (its exit runs synchronously, all at once)
             if shutdown is BRUTAL_KILL:
                 await ref._join_killed()
                 continue
@@ -920,7 +917,7 @@ class _Supervisor(GenServer):
             if ref.alive:
                 ref.kill()
                 await ref._join_killed()
-        self.stopping.difference_update(ref for ref, _, _ in pending)
+        self.stopping.difference_update(ref for ref, _ in pending)
 
     async def terminate(self, reason: Any) -> None:
         try:
@@ -1208,7 +1205,7 @@ class SupervisorRef(ActorRef):
 
     def _request_stop(self, reason: Any) -> None:
         super()._request_stop(reason)
-        server = self._server
+        server = self._behaviour()
         if isinstance(server, _Supervisor):
             server._abort_start()
 
@@ -1231,7 +1228,7 @@ class SupervisorRef(ActorRef):
             if not ok:
                 raise value
             return value
-        server = self._server
+        server = self._behaviour()
         assert isinstance(server, _Supervisor)
         return server._which_children() if op == "which_children" else server._count_children()
 
@@ -1247,9 +1244,9 @@ class SupervisorRef(ActorRef):
             await anyio.sleep(wait)
 
     def _busy_starting(self) -> _Supervisor | None:
-        server = self._server
+        server = self._behaviour()
         if (
-            self._alive
+            self.alive
             and isinstance(server, _Supervisor)
             and server.start_scope is not None
             and not server.initialising
@@ -1325,13 +1322,13 @@ class PoolRef(SupervisorRef):
 
     def workers(self) -> list[ActorRef]:
         """The workers alive now, in pool order."""
-        server = self._server
+        server = self._behaviour()
         if not isinstance(server, _Supervisor) or not hasattr(server, "children"):
             return []
         return [c.ref for c in server.children if c.ref is not None and c.ref.alive]
 
     def _pick(self, message: Any = None) -> ActorRef:
-        server = self._server
+        server = self._behaviour()
         assert isinstance(server, _Supervisor)
         spec = server.spec
         if spec.dispatch == CONSISTENT_HASH and spec.key is not None:
@@ -1345,7 +1342,7 @@ class PoolRef(SupervisorRef):
         if not workers:
             raise NotFound("a live worker", f"pool {self.name!r} (all workers are restarting)")
         if server.spec.dispatch == LEAST_BUSY:
-            return min(workers, key=lambda r: len(r._mailbox) + (r._current is not None))
+            return min(workers, key=ActorRef._load)
         index = server.next_worker % len(workers)
         server.next_worker = index + 1
         return workers[index]
@@ -1499,7 +1496,7 @@ def _snapshot(
     child_id: str | None = None,
     restarting: bool = False,
 ) -> ActorSnapshot | SupervisorSnapshot:
-    server = ref._server if ref is not None else None
+    server = ref._behaviour() if ref is not None else None
     if isinstance(server, _Supervisor) or isinstance(spec, SupervisorSpec):
         sup_spec = server.spec if isinstance(server, _Supervisor) else spec
         assert isinstance(sup_spec, SupervisorSpec)
@@ -1526,7 +1523,7 @@ def _snapshot(
     else:
         assert ref is not None
         identity = ref.name or f"#{ref.id}"
-        name, behaviour = ref.name, type(ref._server).__qualname__
+        name, behaviour = ref.name, type(ref._behaviour()).__qualname__
     return ActorSnapshot(
         id=identity,
         name=name,
