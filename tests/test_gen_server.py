@@ -10,6 +10,7 @@ import attrs
 import pytest
 
 import otp
+from otp.testing import start_probe, wait_until
 from tests._helpers import Add, Block, Counter, Crash, FailingInit, Get, Sleep
 
 pytestmark = pytest.mark.anyio
@@ -115,11 +116,11 @@ async def test_handle_call_crash_runs_terminate_notifies_monitors_frees_name(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     log: list[Any] = []
-    downs: list[otp.Down] = []
 
     async with otp.Node() as node:
         ref = await node.spawn(Counter, 0, log, name="crashy")
-        ref._add_monitor(downs.append)
+        probe = await start_probe(node)
+        await probe.monitor(ref)
         with caplog.at_level(logging.ERROR, logger="otp"):
             with pytest.raises(otp.ActorExited) as info:
                 await ref.call(Crash("bad request"))
@@ -127,8 +128,9 @@ async def test_handle_call_crash_runs_terminate_notifies_monitors_frees_name(
         assert isinstance(info.value.__cause__, RuntimeError)
         assert isinstance(info.value.reason, RuntimeError)
         assert log[-1][0] == "terminate" and isinstance(log[-1][2], RuntimeError)
-        assert [d.ref for d in downs] == [ref]
-        assert isinstance(downs[0].reason, RuntimeError)
+        assert isinstance(await probe.expect_down(ref), RuntimeError)
+        await probe.ref.call("sync")  # a round trip: every Down sent before it is recorded
+        assert [d.ref for d in probe.messages if isinstance(d, otp.Down)] == [ref]
         assert node.whereis("crashy") is None
         assert any("crash report" in r.getMessage() for r in caplog.records)
         # The node survives an unsupervised crash.
@@ -266,8 +268,8 @@ async def test_idle_timeout_delivers_idle_message() -> None:
     class Idle(otp.GenServer):
         idle_timeout = 0.01
 
-        async def init(self) -> None:
-            self.fired = anyio.Event()
+        async def init(self, fired: anyio.Event) -> None:
+            self.fired = fired
             self.seen: list[Any] = []
 
         async def handle_info(self, message: Any) -> None:
@@ -280,19 +282,19 @@ async def test_idle_timeout_delivers_idle_message() -> None:
             return self.seen
 
     async with otp.Node() as node:
-        ref = await node.spawn(Idle)
+        fired = anyio.Event()
+        ref = await node.spawn(Idle, fired)
         with anyio.fail_after(5):
             # The idle timeout fires before the call arrives only if nothing is queued,
             # so wait for it from outside first.
-            server = ref._server
-            await server.fired.wait()  # type: ignore[attr-defined]
+            await fired.wait()
         assert await ref.call("seen") == [otp.IdleTimeout(0.01)]
 
 
 async def test_send_after_delivers_and_cancel_prevents() -> None:
     class Timed(otp.GenServer):
-        async def init(self) -> None:
-            self.got = anyio.Event()
+        async def init(self, got: anyio.Event) -> None:
+            self.got = got
             self.seen: list[Any] = []
             cancelled = self.send_after(0.0, "cancelled")
             cancelled.cancel()
@@ -302,14 +304,22 @@ async def test_send_after_delivers_and_cancel_prevents() -> None:
             self.seen.append(message)
             self.got.set()
 
+        async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+            if request == "negative":
+                try:
+                    self.send_after(-1, "x")
+                except ValueError as error:
+                    return error
+            return list(self.seen)
+
     async with otp.Node() as node:
-        ref = await node.spawn(Timed)
-        server = ref._server
+        got = anyio.Event()
+        ref = await node.spawn(Timed, got)
         with anyio.fail_after(5):
-            await server.got.wait()  # type: ignore[attr-defined]
-        assert server.seen == ["tick"]  # type: ignore[attr-defined]
-        with pytest.raises(ValueError, match="send_after"):
-            server.send_after(-1, "x")
+            await got.wait()
+        assert await ref.call("seen") == ["tick"]
+        error = await ref.call("negative")
+        assert isinstance(error, ValueError) and "send_after" in str(error)
 
 
 async def test_stop_from_inside_does_not_deadlock() -> None:
@@ -361,7 +371,10 @@ async def test_stop_with_full_blocked_mailbox_works_at_once() -> None:
             with anyio.fail_after(2):
                 # The current callback is stuck forever: stop gives it its shutdown
                 # time, then kills; the request itself never waits behind the mailbox.
-                await ref._shutdown(0.05)
+                with pytest.raises(otp.CallTimeout):
+                    await ref.stop("shutdown", timeout=0.05)
+                ref.kill()
+                await ref.join()
         assert not ref.alive
         assert blocked_done == ["returned"]
 
@@ -425,7 +438,9 @@ async def test_terminate_crash_becomes_exit_reason() -> None:
     async with otp.Node() as node:
         ref = await node.spawn(BadTerminate)
         await ref.send("crash in terminate on the way out")
-        ref._request_stop("normal")
+        with pytest.raises(otp.ActorExited) as info:
+            await ref.stop("normal")
+        assert isinstance(info.value.reason, KeyError)
         assert isinstance(await ref.join(), KeyError)
         assert isinstance(ref.exit_reason, KeyError)
 
@@ -489,9 +504,7 @@ async def test_stop_reason_reply_never_comes_when_killed_in_terminate() -> None:
                     errors.append(exc)
 
             tg.start_soon(call)
-            with anyio.fail_after(5):
-                while log != ["terminate started", "terminate finished"]:
-                    await anyio.sleep(0.001)
+            await wait_until(lambda: log == ["terminate started", "terminate finished"])
             ref.kill()
         assert [getattr(e, "reason", None) for e in errors] == ["killed"]
 
