@@ -13,10 +13,17 @@ import anyio
 import pytest
 
 import otp
-from otp.testing import wait_for_restart, wait_until
+from otp.testing import Probe, start_probe, wait_for_restart, wait_until
 from tests._helpers import FailingInit
 
 pytestmark = pytest.mark.anyio
+
+
+async def _downs(probe: Probe) -> list[Any]:
+    """The reasons of every ``Down`` the probe got, after a round trip through its mailbox
+    (so none sent before it is still on the way)."""
+    await probe.ref.call("sync")
+    return [m.reason for m in probe.messages if isinstance(m, otp.Down)]
 
 
 class Peer(otp.GenServer):
@@ -68,8 +75,8 @@ async def test_linked_crash_kills_non_trapping_actor_without_terminate(
     log: list[Any] = []
     async with otp.Node() as node:
         a, b = await _peers(node, log, False, False)
-        downs: list[otp.Down] = []
-        a._add_monitor(downs.append)
+        probe = await start_probe(node)
+        await probe.monitor(a)
         await a.call(("link", b))
         with caplog.at_level(logging.ERROR, logger="otp"):
             with pytest.raises(otp.ActorExited):
@@ -77,7 +84,8 @@ async def test_linked_crash_kills_non_trapping_actor_without_terminate(
             with anyio.fail_after(5):
                 reason = await a.join()
         assert isinstance(reason, RuntimeError) and reason is b.exit_reason
-        assert [d.reason for d in downs] == [reason]
+        assert await probe.expect_down(a) is reason
+        assert await _downs(probe) == [reason]
         assert ("p0", "terminate", reason) not in log
         assert ("p1", "terminate", reason) in log
         reports = [r for r in caplog.records if "crash report" in r.getMessage()]
@@ -368,12 +376,13 @@ async def test_trap_exit_property_that_raises_does_not_break_an_exit() -> None:
         weird = await node.spawn(Weird)
         (a,) = await _peers(node, log, False)
         await a.call(("link", weird))
-        downs: list[otp.Down] = []
-        weird._add_monitor(downs.append)
+        probe = await start_probe(node)
+        await probe.monitor(weird)
         a.exit("boom")
         with anyio.fail_after(5):
             assert await weird.join() == "boom"
-        assert [d.reason for d in downs] == ["boom"]
+        assert await probe.expect_down(weird) == "boom"
+        assert await _downs(probe) == ["boom"]
 
 
 async def test_many_links_all_get_the_signal() -> None:
@@ -521,8 +530,14 @@ async def test_untrapped_signal_cuts_terminate_short() -> None:
 
     async with otp.Node() as node:
         ref = await node.spawn(SlowTerminate)
+
+        async def stop() -> None:
+            # It asks for "shutdown" and waits without a limit; the signal ends it first.
+            with pytest.raises(otp.ActorExited):
+                await ref.stop("shutdown")
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(ref._shutdown, None)
+            tg.start_soon(stop)
             await entered.wait()
             ref.exit("cut short")
         assert ref.exit_reason == "cut short"
