@@ -37,6 +37,17 @@ class Recorder(otp.GenServer):
         return list(self.seen)
 
 
+class Watcher(Recorder):
+    """A Recorder that monitors ``target`` from its init and records what arrives by info."""
+
+    async def init(self, target: otp.ActorRef) -> None:
+        await super().init()
+        self.monitor(target)
+
+    async def handle_info(self, message: Any) -> None:
+        self.seen.append(message)
+
+
 def test_mailbox_spec_validation() -> None:
     assert otp.Mailbox().capacity is None
     assert otp.Mailbox().overflow is otp.Overflow.BLOCK
@@ -196,14 +207,9 @@ async def test_fail_policy_call_raises_mailbox_full() -> None:
 
 
 async def test_down_is_never_refused_by_a_full_mailbox() -> None:
-    class Watcher(Recorder):
-        async def handle_info(self, message: Any) -> None:
-            self.seen.append(message)
-
     async with otp.Node() as node:
-        watcher = await node.spawn(Watcher, mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
         target = await node.spawn(Recorder)
-        watcher._server.monitor(target)
+        watcher = await node.spawn(Watcher, target, mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
         event = anyio.Event()
         watcher.cast_nowait(Block(event))
         await anyio.wait_all_tasks_blocked()
@@ -280,15 +286,10 @@ async def test_priority_publish_reaches_actor_mailboxes_in_priority_order() -> N
 
 
 async def test_control_messages_are_outside_the_capacity_and_never_evicted() -> None:
-    class Watcher(Recorder):
-        async def handle_info(self, message: Any) -> None:
-            self.seen.append(message)
-
     for policy in (otp.Overflow.DROP_OLDEST, otp.Overflow.FAIL, otp.Overflow.DROP_NEWEST):
         async with otp.Node() as node:
-            watcher = await node.spawn(Watcher, mailbox=otp.Mailbox(2, policy))
             target = await node.spawn(Recorder)
-            watcher._server.monitor(target)
+            watcher = await node.spawn(Watcher, target, mailbox=otp.Mailbox(2, policy))
             event = anyio.Event()
             watcher.cast_nowait(Block(event))
             await anyio.wait_all_tasks_blocked()
