@@ -159,12 +159,13 @@ async def test_delete_child_while_restarting_returns_restarting_and_give_up_stil
                 except otp.Restarting as exc:
                     results.append(exc)
 
-            node._task_group.start_soon(delete_it)
-            while True:  # every retry fails; the fourth failure within the window gives up
-                with anyio.fail_after(5):
-                    await verdicts.arrived.wait()
-                verdicts.give("fail")
-                await anyio.wait_all_tasks_blocked()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(delete_it)
+                while True:  # every retry fails; the fourth failure in the window gives up
+                    with anyio.fail_after(5):
+                        await verdicts.arrived.wait()
+                    verdicts.give("fail")
+                    await anyio.wait_all_tasks_blocked()
     assert isinstance(results[0], otp.Restarting)
     assert str(info.value.last) == "still down"
     assert verdicts.attempts == 1 + 3  # the first start and three failed restarts
