@@ -25,6 +25,9 @@ What is here:
   published on a topic:
   ``async with BrokerProbe(node.broker, "orders.*") as seen: ... await seen.expect(...)``.
 * :func:`render_tree_text`: a snapshot as plain text at a fixed width, for exact asserts.
+* :func:`broker_index` and :func:`monitor_count`: the sizes of the runtime's own
+  bookkeeping (a broker's subscription indexes, the monitors on an actor), for tests that
+  check nothing leaks once subscribers and watchers are gone.
 * pytest fixtures (``anyio_backend`` over asyncio and trio, and ``otp_node``) live in
   :mod:`otp.pytest_plugin`: enable them with ``pytest_plugins = ["otp.pytest_plugin"]``
   in your top-level ``conftest.py``.
@@ -43,6 +46,7 @@ import anyio
 import attrs
 
 from ._actor import ActorRef, Down
+from ._broker import InMemoryBroker
 from ._gen_server import GenServer
 from ._mailbox import Mailbox
 from ._node import Node
@@ -51,10 +55,13 @@ from ._probe import BrokerProbe, _describe, _matches
 from ._supervisor import ActorSnapshot, SupervisorRef, SupervisorSnapshot, TreeSnapshot
 
 __all__ = [
+    "BrokerIndex",
     "BrokerProbe",
     "Probe",
     "ProbeServer",
     "Received",
+    "broker_index",
+    "monitor_count",
     "render_tree_text",
     "start_probe",
     "wait_for_name",
@@ -360,3 +367,53 @@ def render_tree_text(
 ) -> str:
     """A snapshot (``node.tree()``) as plain text at ``width`` columns, for exact asserts."""
     return render_text(snapshot, width)
+
+
+# ---------------------------------------------------------------------------- bookkeeping
+
+
+@attrs.frozen
+class BrokerIndex:
+    """The sizes of an in-memory broker's subscription indexes (:func:`broker_index`).
+
+    Once every subscription has closed and every subscribed actor has exited, ``patterns``,
+    ``wildcards`` and ``actors`` are back at zero; ``routes`` is a cache of resolved
+    topics that stays bounded (at most 10,000) however many topics were published.
+    """
+
+    #: Patterns with at least one subscriber (actor, subscription or request waiter).
+    patterns: int
+    #: The wildcard patterns (``*``, ``#``) among them.
+    wildcards: int
+    #: Actors with at least one subscription.
+    actors: int
+    #: Cached topic routes.
+    routes: int
+
+
+def broker_index(broker: InMemoryBroker) -> BrokerIndex:
+    """The sizes of ``broker``'s subscription indexes now, for leak tests.
+
+    Works on :class:`otp.InMemoryBroker` and brokers built on it (``RedisBroker``: its
+    local side). The public view of the same state is ``broker.statistics().subscribers``
+    (subscribers per pattern); this adds what it cannot show: the per-actor index and the
+    route cache. There is no OTP counterpart (``pg`` keeps no such caches).
+    """
+    return BrokerIndex(
+        patterns=len(broker._subs),
+        wildcards=len(broker._wild),
+        actors=len(broker._actor_subs),
+        routes=len(broker._routes),
+    )
+
+
+def monitor_count(ref: ActorRef) -> int:
+    """How many monitors watch the local actor ``ref`` now, for leak tests.
+
+    It counts every monitor: those of actors on this node (``ref.statistics()
+    .monitored_by`` lists those, once per actor), those of actors on other nodes (a
+    networked broker holds them for its peers) and the runtime's own (a node watches each
+    of its top-level actors), so compare it with a count taken before. A dead actor has
+    none. OTP's counterpart is ``length(element(2, process_info(Pid, monitored_by)))``.
+    """
+    return len(ref._monitors)

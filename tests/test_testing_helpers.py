@@ -14,9 +14,12 @@ import pytest
 import otp
 import otp.testing
 from otp.testing import (
+    BrokerIndex,
     Probe,
     ProbeServer,
     Received,
+    broker_index,
+    monitor_count,
     start_probe,
     wait_for_name,
     wait_for_restart,
@@ -238,3 +241,46 @@ async def test_broker_probe_is_reexported_and_records_publishes() -> None:
         async with otp.testing.BrokerProbe(node.broker, "orders.*") as seen:
             await node.broker.publish("orders.created", Ping(1))
             assert await seen.expect(Ping) == Ping(1)
+
+
+class Subscriber(otp.GenServer):
+    async def init(self, *topics: str) -> None:
+        for topic in topics:
+            await self.subscribe(topic)
+
+
+async def test_broker_index_counts_patterns_actors_and_routes_until_they_are_gone() -> None:
+    async with otp.Node() as node:
+        broker = node.broker
+        assert isinstance(broker, otp.InMemoryBroker)
+        empty = broker_index(broker)
+        assert (empty.patterns, empty.wildcards, empty.actors) == (0, 0, 0)
+        ref = await node.spawn(Subscriber, "a.*", "b")
+        async with broker.subscribe("b") as sub:
+            await broker.publish("a.x", 1)
+            await broker.publish("b", 2)
+            index = broker_index(broker)
+            assert isinstance(index, BrokerIndex)
+            assert (index.patterns, index.wildcards, index.actors) == (2, 1, 1)
+            assert 1 <= index.routes <= 2  # "a.x" and "b" resolved (a cache: may hold fewer)
+            assert (await sub.receive()).message == 2
+        assert broker_index(broker).patterns == 2  # the actor still holds both
+        await ref.stop()
+        index = broker_index(broker)
+        assert (index.patterns, index.wildcards, index.actors) == (0, 0, 0)
+        assert index.routes <= 2
+
+
+async def test_monitor_count_follows_monitors_from_anywhere() -> None:
+    async with otp.Node() as node:
+        target = await node.spawn(Counter)
+        before = monitor_count(target)  # the node's own bookkeeping
+        probe = await start_probe(node)
+        await probe.monitor(target)
+        await probe.monitor(target)  # two monitors of one watcher count twice
+        assert monitor_count(target) == before + 2
+        assert target.statistics().monitored_by == (probe.ref,)
+        await probe.stop()
+        assert monitor_count(target) == before
+        await target.stop()
+        assert monitor_count(target) == 0
