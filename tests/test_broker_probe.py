@@ -83,7 +83,7 @@ async def test_probe_sees_dead_letters_by_name_and_must_be_entered() -> None:
         assert (letter.message, letter.reason) == (1, "no_subscriber")
         with pytest.raises(RuntimeError, match="already in use"):
             await probe.__aenter__()
-    assert broker._subs == {}
+    assert broker.statistics().subscribers == {}
 
 
 async def test_probe_fails_at_once_when_its_subscription_closes() -> None:
@@ -95,4 +95,4 @@ async def test_probe_fails_at_once_when_its_subscription_closes() -> None:
         await probe.expect(timeout=5.0)
     await probe.expect_nothing(within=5.0)  # returns at once: nothing more can come
     await probe.__aexit__(None, None, None)
-    assert broker._subs == {}
+    assert broker.statistics().subscribers == {}
