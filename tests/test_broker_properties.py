@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import otp
+from otp.testing import broker_index
 
 pytestmark = pytest.mark.anyio
 
@@ -95,7 +96,8 @@ async def test_each_subscription_gets_exactly_the_matching_messages_in_order(
     stats = broker.statistics()
     assert stats.published == len(published)
     assert stats.delivered == sum(reference_matches(p, t) for p in subscribed for t in published)
-    assert broker._subs == {} and broker._wild == {}
+    index = broker_index(broker)
+    assert (index.patterns, index.wildcards) == (0, 0)
 
 
 @PROPERTY
@@ -136,7 +138,7 @@ async def test_no_leak_after_thousands_of_subscribers_come_and_go() -> None:
             else:
                 for ref in refs:
                     await ref.stop()
-            assert broker._subs == {}
+            assert broker.statistics().subscribers == {}
         for n in range(1000):
             async with broker.subscribe(f"sub.{n % 7}.*") as sub:
                 await broker.publish(f"sub.{n % 7}.x", n)
@@ -153,9 +155,8 @@ async def test_no_leak_after_thousands_of_subscribers_come_and_go() -> None:
                 assert await broker.request("ask", n) == n
             tg.cancel_scope.cancel()
         await responder.stop()
-        assert broker._subs == {}
-        assert broker._wild == {}
-        assert broker._actor_subs == {}
-        assert node._top == {}
-        assert len(broker._routes) <= 10_000
+        index = broker_index(broker)
+        assert (index.patterns, index.wildcards, index.actors) == (0, 0, 0)
+        assert node.tree().children == ()  # no top-level actor left
+        assert index.routes <= 10_000
         assert broker.statistics().subscribers == {}
