@@ -49,7 +49,8 @@ from ._broker import BrokerStatistics, DeadLetter, Envelope
 from ._mailbox import MailboxStatistics, Overflow
 from ._node import Event
 from ._remote import RemoteRef
-from ._supervisor import ActorSnapshot, Restart, Strategy, SupervisorSnapshot, TreeSnapshot
+from ._snapshots import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
+from ._specs import Restart, Strategy
 
 __all__ = ["JSON_FORM_VERSION", "json_converter", "to_json"]
 

@@ -33,14 +33,9 @@ if TYPE_CHECKING:
     from ._call import Call, R
     from ._init_args import A1, A2, A3, A4, Init0, Init1, Init2, Init3, Init4, InitN, Ts
     from ._ref import Ref
-    from ._supervisor import (
-        PoolRef,
-        PoolSpec,
-        SupervisorRef,
-        SupervisorSpec,
-        TreeSnapshot,
-        WorkerSpec,
-    )
+    from ._snapshots import TreeSnapshot
+    from ._specs import PoolSpec, SupervisorSpec, WorkerSpec
+    from ._supervisor_refs import PoolRef, SupervisorRef
 
 __all__ = ["Event", "Node", "NodeEvent", "run"]
 
@@ -452,7 +447,7 @@ class Node:
         as its ``format_status`` shows it (read at that moment, between two of its awaits;
         a shallow copy).
         """
-        from ._supervisor import snapshot_node
+        from ._snapshots import snapshot_node
 
         snapshot = snapshot_node(self)
         return _with_states(snapshot) if state else snapshot
@@ -527,7 +522,7 @@ class Node:
 
 
 def _with_states(snapshot: Any) -> Any:
-    from ._supervisor import ActorSnapshot
+    from ._snapshots import ActorSnapshot
 
     if isinstance(snapshot, ActorSnapshot):
         ref = snapshot.ref

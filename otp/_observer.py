@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from ._supervisor import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
+from ._snapshots import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
 
 __all__ = ["TreeCounts", "count_tree", "render_snapshot", "render_text"]
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, Protocol, final, overload
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
     from ._call import Call, R
-    from ._supervisor import ChildCount, ChildInfo, ChildSpec
+    from ._specs import ChildSpec
+    from ._supervisor_ops import ChildCount, ChildInfo
 
 __all__ = ["RemoteRef", "RemoteTransport"]
 
@@ -202,7 +203,7 @@ class RemoteRef:
         otherwise :class:`otp.CodecError` (``"unknown_type"``). The supervisor's errors
         arrive as themselves: :class:`otp.AlreadyStarted`, :class:`otp.StartFailed`, ...
         """
-        from ._supervisor import SupervisorSpec, WorkerSpec
+        from ._specs import SupervisorSpec, WorkerSpec
 
         if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
             raise TypeError(
@@ -225,7 +226,7 @@ class RemoteRef:
         await self._supervisor("delete_child", child_id, timeout)
 
     async def _supervisor(self, op: str, arg: Any, timeout: float | None) -> Any:
-        from ._supervisor import supervisor_op
+        from ._supervisor_ops import supervisor_op
 
         return await supervisor_op(self, op, arg, timeout)
 

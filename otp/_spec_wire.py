@@ -26,7 +26,7 @@ from ._exceptions import CodecError
 from ._gen_server import GenServer
 from ._global import Global
 from ._mailbox import Mailbox, Overflow
-from ._supervisor import Backoff, SupervisorSpec, WorkerSpec
+from ._specs import Backoff, SupervisorSpec, WorkerSpec
 
 __all__ = ["install"]
 

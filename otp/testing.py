@@ -52,7 +52,8 @@ from ._mailbox import Mailbox
 from ._node import Node
 from ._observer import render_text
 from ._probe import BrokerProbe, _describe, _matches
-from ._supervisor import ActorSnapshot, SupervisorRef, SupervisorSnapshot, TreeSnapshot
+from ._snapshots import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
+from ._supervisor_refs import SupervisorRef
 
 __all__ = [
     "BrokerIndex",

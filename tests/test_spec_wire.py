@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import otp
-from otp._supervisor import _Call, _Failed
+from otp._supervisor_ops import _Call, _Failed
 
 
 @otp.message("tests.spec_wire.worker")

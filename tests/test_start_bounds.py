@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 import otp
-from otp import _supervisor
+from otp import _supervisor, _supervisor_refs
 from tests._helpers import Counter, child_ref
 
 pytestmark = pytest.mark.anyio
@@ -107,7 +107,7 @@ async def test_restart_that_times_out_counts_as_a_failed_restart(clock: FakeCloc
 async def test_supervisor_answers_and_stops_while_a_restart_init_hangs(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_supervisor, "BUSY_GRACE", 0.05)
+    monkeypatch.setattr(_supervisor_refs, "BUSY_GRACE", 0.05)
     state: dict[str, Any] = {"attempts": 0, "ok": 1}
     with anyio.fail_after(10):
         async with otp.Node() as node:

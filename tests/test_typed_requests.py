@@ -209,9 +209,9 @@ def test_typed_options_match_the_keyword_parameters(function: Any, options: str)
     import inspect
 
     import otp._node
-    import otp._supervisor
+    import otp._specs
 
-    module = otp._supervisor if hasattr(otp._supervisor, options) else otp._node
+    module = otp._specs if hasattr(otp._specs, options) else otp._node
     typed = set(getattr(module, options).__annotations__)
     parameters = inspect.signature(function).parameters.values()
     keywords = {

@@ -27,7 +27,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import _json
 from .._actor import ActorRef
 from .._exceptions import CallTimeout, OTPError
-from .._supervisor import SupervisorRef, SupervisorSnapshot
+from .._snapshots import SupervisorSnapshot
+from .._supervisor_refs import SupervisorRef
 from ._collector import CLUSTER_TICK, Collector, dumps
 
 __all__ = ["CrashInjector", "ObserverApp", "create_app"]

@@ -26,7 +26,7 @@ from .._broker import DEAD_LETTERS, DeadLetter
 from .._exceptions import OTPError
 from .._mailbox import Mailbox, Overflow
 from .._node import Event, Node
-from .._supervisor import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
+from .._snapshots import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
 
 __all__ = ["Collector", "dumps", "tree_topic"]
 
