@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
     from ._call import Call, R
     from ._specs import ChildSpec
-    from ._supervisor_ops import ChildCount, ChildInfo
+    from ._supervisor_ops import ChildCount, ChildInfo, Operation
 
 __all__ = ["RemoteRef", "RemoteTransport"]
 
@@ -190,11 +190,15 @@ class RemoteRef:
         """A remote supervisor's children (as :meth:`otp.SupervisorRef.which_children`;
         their refs are remote refs). ``timeout=None`` waits as long as the supervisor
         needs, or until its node is known to be down."""
-        return await self._supervisor("which_children", None, timeout)  # type: ignore[no-any-return]
+        from ._supervisor_ops import WhichChildren
+
+        return await self._supervisor(WhichChildren(), timeout)  # type: ignore[no-any-return]
 
     async def count_children(self, *, timeout: float | None = None) -> ChildCount:
         """:meth:`otp.SupervisorRef.count_children` of a remote supervisor."""
-        return await self._supervisor("count_children", None, timeout)  # type: ignore[no-any-return]
+        from ._supervisor_ops import CountChildren
+
+        return await self._supervisor(CountChildren(), timeout)  # type: ignore[no-any-return]
 
     async def start_child(self, spec: ChildSpec, *, timeout: float | None = None) -> RemoteRef:
         """Start ``spec`` under a remote supervisor (:meth:`otp.SupervisorRef.start_child`)
@@ -204,31 +208,38 @@ class RemoteRef:
         arrive as themselves: :class:`otp.AlreadyStarted`, :class:`otp.StartFailed`, ...
         """
         from ._specs import SupervisorSpec, WorkerSpec
+        from ._supervisor_ops import StartChild
 
         if not isinstance(spec, (WorkerSpec, SupervisorSpec)):
             raise TypeError(
                 f"start_child needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
             )
-        return await self._supervisor("start_child", spec, timeout)  # type: ignore[no-any-return]
+        return await self._supervisor(StartChild(spec), timeout)  # type: ignore[no-any-return]
 
     async def terminate_child(self, child: Any, *, timeout: float | None = None) -> None:
         """Stop a child of a remote supervisor by id or ref (raises :class:`otp.NotFound`)."""
-        await self._supervisor("terminate_child", child, timeout)
+        from ._supervisor_ops import TerminateChild
+
+        await self._supervisor(TerminateChild(child), timeout)
 
     async def restart_child(self, child_id: str, *, timeout: float | None = None) -> RemoteRef:
         """Restart a stopped child of a remote supervisor (raises :class:`otp.NotFound`,
         :class:`otp.ChildRunning`)."""
-        return await self._supervisor("restart_child", child_id, timeout)  # type: ignore[no-any-return]
+        from ._supervisor_ops import RestartChild
+
+        return await self._supervisor(RestartChild(child_id), timeout)  # type: ignore[no-any-return]
 
     async def delete_child(self, child_id: str, *, timeout: float | None = None) -> None:
         """Remove a stopped child's spec on a remote supervisor (raises
         :class:`otp.NotFound`, :class:`otp.ChildRunning`)."""
-        await self._supervisor("delete_child", child_id, timeout)
+        from ._supervisor_ops import DeleteChild
 
-    async def _supervisor(self, op: str, arg: Any, timeout: float | None) -> Any:
+        await self._supervisor(DeleteChild(child_id), timeout)
+
+    async def _supervisor(self, operation: Operation, timeout: float | None) -> Any:
         from ._supervisor_ops import supervisor_op
 
-        return await supervisor_op(self, op, arg, timeout)
+        return await supervisor_op(self, operation, timeout)
 
     # ------------------------------------------------------------------ monitors
 

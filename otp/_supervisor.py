@@ -62,7 +62,18 @@ from ._specs import (
     WorkerSpec,
     check_auto_shutdown,
 )
-from ._supervisor_ops import ChildCount, ChildInfo, _Call, _Failed
+from ._supervisor_ops import (
+    ChildCount,
+    ChildInfo,
+    CountChildren,
+    DeleteChild,
+    RestartChild,
+    StartChild,
+    TerminateChild,
+    WhichChildren,
+    _Call,
+    _Failed,
+)
 from ._supervisor_refs import PoolRef, SupervisorRef
 
 if TYPE_CHECKING:
@@ -150,10 +161,10 @@ class _Children:
         if self.by_id.get(child.id) is child:
             del self.by_id[child.id]
 
-    def lookup(self, target: str | ActorRef, where: str) -> _Child:
+    def lookup(self, target: str | Ref, where: str) -> _Child:
         """The child with id ``target``, or running as ref ``target``; raises
         :class:`otp.NotFound` naming ``where``."""
-        found = self.by_ref.get(target) if isinstance(target, ActorRef) else self.by_id.get(target)
+        found = self.by_id.get(target) if isinstance(target, str) else self.by_ref.get(target)
         if found is None:
             raise NotFound(f"child {target!r}", f"supervisor {where!r}")
         return found
@@ -579,24 +590,32 @@ class _Supervisor(GenServer):
     # -------------------------------------------------------------- the dynamic API
 
     async def handle_call(self, request: Any, caller: Caller) -> Any:
-        if not isinstance(request, _Call):
-            raise NotImplementedError(
-                f"supervisor {self.spec.name!r} got an unknown call {request!r}"
-            )
+        if isinstance(request, _Call):  # the wire form, from a remote node
+            request = request.operation() or request
         try:
-            return await getattr(self, f"_op_{request.op}")(request.arg)
+            match request:
+                case WhichChildren():
+                    return self.children.info()
+                case CountChildren():
+                    return self.children.count()
+                case StartChild(spec):
+                    return await self._start_child(spec)
+                case TerminateChild(target):
+                    return await self._terminate_child(target)
+                case RestartChild(child_id):
+                    return await self._restart_child(child_id)
+                case DeleteChild(child_id):
+                    return self._delete_child(child_id)
+                case _:
+                    raise NotImplementedError(
+                        f"supervisor {self.spec.name!r} got an unknown call {request!r}"
+                    )
         except (OTPError, OverflowError, ValueError) as exc:
             return _Failed(exc)
         except _Aborted:
             return NOREPLY  # stopping: the caller gets ActorExited when this exits
 
-    async def _op_which_children(self, arg: None) -> list[ChildInfo]:
-        return self.children.info()
-
-    async def _op_count_children(self, arg: None) -> ChildCount:
-        return self.children.count()
-
-    async def _op_start_child(self, spec: ChildSpec) -> ActorRef | None:
+    async def _start_child(self, spec: ChildSpec) -> ActorRef | None:
         check_auto_shutdown(self.spec.auto_shutdown, self.spec.name, [spec])
         if self.spec.dynamic:
             limit = self.spec.max_children
@@ -618,14 +637,14 @@ class _Supervisor(GenServer):
             self.children.remove(child)  # OTP keeps no spec of an ignored temporary child
         return ref
 
-    async def _op_terminate_child(self, target: str | ActorRef) -> None:
+    async def _terminate_child(self, target: str | Ref) -> None:
         child = self._lookup(target)
         await self._stop(child)
         child.restarting = False
         if child.spec.restart is Restart.TEMPORARY or self.spec.dynamic:
             self.children.remove(child)
 
-    async def _op_restart_child(self, child_id: str) -> ActorRef | None:
+    async def _restart_child(self, child_id: str) -> ActorRef | None:
         child = self._lookup(child_id)
         if child.ref is not None:
             raise ChildRunning(child.id, self.spec.name)
@@ -634,7 +653,7 @@ class _Supervisor(GenServer):
             raise Restarting(child.id, self.spec.name)
         return await self._start(child)
 
-    async def _op_delete_child(self, child_id: str) -> None:
+    def _delete_child(self, child_id: str) -> None:
         child = self._lookup(child_id)
         if child.ref is not None:
             raise ChildRunning(child.id, self.spec.name)
@@ -643,7 +662,7 @@ class _Supervisor(GenServer):
             raise Restarting(child.id, self.spec.name)
         self.children.remove(child)
 
-    def _lookup(self, target: str | ActorRef) -> _Child:
+    def _lookup(self, target: str | Ref) -> _Child:
         return self.children.lookup(target, self.spec.name)
 
 

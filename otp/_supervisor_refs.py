@@ -18,7 +18,20 @@ from ._actor import ActorRef
 from ._exceptions import NotFound
 from ._hashring import pick
 from ._specs import CONSISTENT_HASH, LEAST_BUSY, ChildSpec, PoolSpec, SupervisorSpec, WorkerSpec
-from ._supervisor_ops import ChildCount, ChildInfo, _Call, supervisor_op
+from ._supervisor_ops import (
+    ChildCount,
+    ChildInfo,
+    CountChildren,
+    DeleteChild,
+    Operation,
+    RestartChild,
+    StartChild,
+    SupervisorOp,
+    TerminateChild,
+    WhichChildren,
+    _Call,
+    supervisor_op,
+)
 
 if TYPE_CHECKING:
     from ._call import Call, R
@@ -51,7 +64,7 @@ class SupervisorRef(ActorRef):
         super()._request_stop(reason)
         self._supervisor().abort_start()
 
-    async def _read(self, op: str) -> Any:
+    async def _read(self, operation: WhichChildren | CountChildren) -> Any:
         """A read-only operation (which_children/count_children): in mailbox order, unless
         the supervisor has been awaiting one child's start for :data:`BUSY_GRACE` seconds
         (a restart whose init hangs, say); then it is answered from the supervisor's state
@@ -61,7 +74,7 @@ class SupervisorRef(ActorRef):
             async with anyio.create_task_group() as task_group:
                 task_group.start_soon(self._give_up_when_stuck, scope)
                 try:
-                    outcome = (True, await self._op(op))
+                    outcome = (True, await self._op(operation))
                 except Exception as exc:
                     outcome = (False, exc)
                 task_group.cancel_scope.cancel()
@@ -71,7 +84,11 @@ class SupervisorRef(ActorRef):
                 raise value
             return value
         server = self._supervisor()
-        return server.children.info() if op == "which_children" else server.children.count()
+        match operation:
+            case WhichChildren():
+                return server.children.info()
+            case CountChildren():
+                return server.children.count()
 
     async def _give_up_when_stuck(self, scope: anyio.CancelScope) -> None:
         while True:
@@ -90,8 +107,8 @@ class SupervisorRef(ActorRef):
             return server
         return None
 
-    async def _op(self, op: str, arg: Any = None, timeout: float | None = None) -> Any:
-        return await supervisor_op(self, op, arg, timeout)
+    async def _op(self, operation: Operation) -> Any:
+        return await supervisor_op(self, operation)
 
     async def which_children(self) -> list[ChildInfo]:
         """Every child in start order (``supervisor:which_children/1``).
@@ -99,11 +116,11 @@ class SupervisorRef(ActorRef):
         If the supervisor has been awaiting a child's start for :data:`BUSY_GRACE` (1 s),
         it answers from its state (that child shows ``ref=None, restarting=True``) instead
         of waiting for the start, as OTP's would."""
-        return await self._read("which_children")  # type: ignore[no-any-return]
+        return await self._read(WhichChildren())  # type: ignore[no-any-return]
 
     async def count_children(self) -> ChildCount:
         """Counts of specs, running children, supervisors and workers."""
-        return await self._read("count_children")  # type: ignore[no-any-return]
+        return await self._read(CountChildren())  # type: ignore[no-any-return]
 
     @overload
     async def start_child(self, spec: PoolSpec) -> PoolRef | None: ...
@@ -126,25 +143,25 @@ class SupervisorRef(ActorRef):
             raise TypeError(
                 f"start_child needs an otp.worker(...) or otp.supervisor(...) spec, not {spec!r}"
             )
-        return await self._op("start_child", spec)  # type: ignore[no-any-return]
+        return await self._op(StartChild(spec))  # type: ignore[no-any-return]
 
     async def terminate_child(self, child: str | ActorRef) -> None:
         """Stop a child (by id or ref) with its shutdown; its spec stays unless it is
         ``TEMPORARY`` or the supervisor is dynamic. Raises :class:`otp.NotFound`."""
-        await self._op("terminate_child", child)
+        await self._op(TerminateChild(child))
 
     async def restart_child(self, child_id: str) -> ActorRef | None:
         """Start a stopped child again from its spec; ``None`` if its ``init`` returned
         :data:`otp.IGNORE`. Raises :class:`otp.ChildRunning` if it runs,
         :class:`otp.Restarting` while its supervisor retries a failed restart of it,
         :class:`otp.NotFound` if there is no such id."""
-        return await self._op("restart_child", child_id)  # type: ignore[no-any-return]
+        return await self._op(RestartChild(child_id))  # type: ignore[no-any-return]
 
     async def delete_child(self, child_id: str) -> None:
         """Remove a stopped child's spec. Raises :class:`otp.ChildRunning` if it runs,
         :class:`otp.Restarting` while its supervisor retries a failed restart of it,
         :class:`otp.NotFound` if there is no such id."""
-        await self._op("delete_child", child_id)
+        await self._op(DeleteChild(child_id))
 
 
 @attrs.define(eq=False, init=False, repr=False)
@@ -193,7 +210,7 @@ class PoolRef(SupervisorRef):
 
     async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
         """Call one worker of the pool (see :meth:`ActorRef.call`)."""
-        if isinstance(request, _Call):  # supervisor operations go to the supervisor
+        if isinstance(request, (SupervisorOp, _Call)):  # supervisor operations: to itself
             return await super().call(request, timeout)
         return await self._pick(request).call(request, timeout)
 
@@ -208,7 +225,7 @@ class PoolRef(SupervisorRef):
 
     def send_request(self, request: Any) -> RequestId[Any]:
         """Send a request to one worker of the pool (see :meth:`ActorRef.send_request`)."""
-        if isinstance(request, _Call):  # supervisor operations go to the supervisor
+        if isinstance(request, (SupervisorOp, _Call)):  # supervisor operations: to itself
             return super().send_request(request)
         return self._pick().send_request(request)
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 
 import otp
-from otp._supervisor_ops import _Call, _Failed
+from otp._supervisor_ops import (
+    CountChildren,
+    DeleteChild,
+    RestartChild,
+    StartChild,
+    TerminateChild,
+    WhichChildren,
+    _Call,
+    _Failed,
+)
 
 
 @otp.message("tests.spec_wire.worker")
@@ -122,3 +132,46 @@ def test_child_info_and_count_cross(codec: otp.Codec) -> None:
     assert roundtrip(codec, [info]) == [info]
     count = otp.ChildCount(1, 0, 0, 1)
     assert roundtrip(codec, count) == count
+
+
+OPERATIONS = [
+    WhichChildren(),
+    CountChildren(),
+    StartChild(otp.worker(Registered, id="w")),
+    TerminateChild("w"),
+    RestartChild("w"),
+    DeleteChild("w"),
+]
+
+
+@pytest.mark.parametrize("operation", OPERATIONS, ids=lambda op: type(op).__name__)
+def test_typed_operations_cross_in_the_wire_form_nodes_have_always_sent(
+    codec: otp.Codec, operation: Any
+) -> None:
+    # On the wire an operation is _Call(name, its one field): what older nodes send and read.
+    wire = operation.wire()
+    fields = attrs.astuple(operation, recurse=False)
+    assert wire == _Call(operation.wire_name, fields[0] if fields else None)
+    assert roundtrip(codec, wire).operation() == operation
+    assert _Call("no_such_op").operation() is None
+
+
+class Echo(otp.GenServer):
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        return request
+
+
+@pytest.mark.anyio
+async def test_a_supervisor_serves_the_wire_form_as_a_remote_node_sends_it() -> None:
+    async with otp.Node() as node:
+        sup = await node.start(otp.supervisor("s", [otp.worker(Echo, id="a")]))
+        [info] = await sup.call(_Call("which_children"))
+        assert info.id == "a" and info.ref is not None
+        child = await sup.call(_Call("start_child", otp.worker(Echo, id="b")))
+        assert await child.call("hi") == "hi"
+        assert await sup.call(_Call("count_children")) == otp.ChildCount(2, 2, 0, 2)
+        refused = await sup.call(_Call("restart_child", "b"))
+        assert isinstance(refused, _Failed) and isinstance(refused.error, otp.ChildRunning)
+        assert await sup.call(_Call("terminate_child", "b")) is None
+        assert await sup.call(_Call("delete_child", "b")) is None
+        assert [c.id for c in await sup.which_children()] == ["a"]
