@@ -439,7 +439,8 @@ class CodecError(OTPError, ValueError):
 
     ``reason`` is ``"unencodable"`` (encoding: the value's type cannot cross the wire),
     ``"unknown_type"`` (no class is registered under the wire name), ``"malformed"`` (the
-    bytes or their structure are wrong) or ``"oversized"`` (bigger than ``max_size``).
+    bytes or their structure are wrong), ``"oversized"`` (bigger than ``max_size``) or
+    ``"unconfirmed"`` (a Redis node announcement that Redis itself contradicts).
     A broker turns decoding errors into dead letters; it never crashes on them.
     """
 
@@ -453,6 +454,7 @@ class CodecError(OTPError, ValueError):
             "(import the module that defines it)",
             "malformed": "the sender is not speaking this codec (same codec on every node?)",
             "oversized": "raise max_size on every node's codec or send smaller messages",
+            "unconfirmed": "restrict who may PUBLISH on the prefix's channels (Redis ACLs)",
         }.get(reason, "")
         super().__init__(f"{reason}: {detail}" + (f"; {hint}" if hint else ""))
 

@@ -696,3 +696,71 @@ async def test_durable_consumers_never_duplicate_without_a_failure(nodes: Any) -
                 extra = await jobs.receive()
                 seen.append(extra.message.id)
         assert len(seen) == len(set(seen)) == 301
+
+
+class GatedSubscriber(otp.GenServer):
+    """Subscribes to ``topic`` and handles each message only once ``gate`` is set."""
+
+    async def init(self, topic: str, gate: anyio.Event) -> None:
+        self.gate = gate
+        self.got: list[Any] = []
+        await self.subscribe(topic)
+
+    async def handle_info(self, message: Any) -> None:
+        await self.gate.wait()
+        self.got.append(message)
+
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        return list(self.got)
+
+
+async def test_a_full_subscriber_delays_only_its_own_publishes(nodes: Any) -> None:
+    # One node, three receivers: a subscription and an actor, both BLOCK and full, and a
+    # free subscription. Publishes to the free one are delivered while the others wait.
+    async with nodes("a", "b") as (a, b):
+        gate = anyio.Event()
+        actor = await b.spawn(
+            GatedSubscriber, "hol.actor", gate, mailbox=otp.Mailbox(1, otp.Overflow.BLOCK)
+        )
+        async with (
+            b.broker.subscribe("hol.full", mailbox=otp.Mailbox(2, otp.Overflow.BLOCK)) as full,
+            b.broker.subscribe("hol.free") as free,
+        ):
+            for i in range(10):
+                await a.broker.publish("hol.full", i)
+                await a.broker.publish("hol.actor", i)
+            # Both are full: 2 in the subscription, 1 being handled and 1 in the mailbox.
+            await wait_until(lambda: b.broker.statistics().backlog == 8 + 8)
+            assert len(full) == 2
+            for i in range(20):
+                await a.broker.publish("hol.free", i)
+            with anyio.fail_after(5):
+                got = [(await free.receive()).message for _ in range(20)]
+            assert got == list(range(20))  # all of them, while the others stay full
+            assert len(full) == 2 and b.broker.statistics().backlog == 16
+            # Each full receiver gets all its publishes, in order, once it has room.
+            with anyio.fail_after(5):
+                assert [(await full.receive()).message for _ in range(10)] == list(range(10))
+            gate.set()
+            await wait_until(lambda: len(actor._server.got) == 10)
+            assert await actor.call(None) == list(range(10))
+            await wait_until(lambda: b.broker.statistics().backlog == 0)
+            assert b.broker.inbound.backlogs == {}
+            assert b.broker.statistics().inbound_full == 0
+
+
+async def test_inbound_publishes_waiting_for_room_are_bounded(nodes: Any) -> None:
+    async with nodes("a", "b", inbound_limit=6) as (a, b):
+        async with b.broker.subscribe(
+            "hol.full", mailbox=otp.Mailbox(2, otp.Overflow.BLOCK)
+        ) as sub:
+            for i in range(10):
+                await a.broker.publish("hol.full", i)
+            # 2 in the buffer, 6 waiting (the limit), 2 refused as dead letters.
+            await wait_until(lambda: b.broker.statistics().inbound_full == 2)
+            assert b.broker.statistics().backlog == 6
+            refused = [d for d in b.broker.recent_dead_letters if d.reason == "inbound_full"]
+            assert [d.message for d in refused] == [8, 9]
+            with anyio.fail_after(5):
+                assert [(await sub.receive()).message for _ in range(8)] == list(range(8))
+            await wait_until(lambda: b.broker.statistics().backlog == 0)

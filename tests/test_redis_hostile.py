@@ -115,3 +115,70 @@ async def test_hostile_frames_never_crash_a_node(
         with anyio.fail_after(5):
             while await wild.call(None) != [1]:
                 await anyio.sleep(0.01)
+
+
+async def test_forged_announcements_change_no_membership(
+    redis_url: str,  # noqa: F811
+    prefix: str,  # noqa: F811
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Anyone who may PUBLISH on the prefix can announce a node: a hello for a node that
+    # does not exist, a hello claiming a live node restarted, a bye for a live node, a
+    # call from a node nobody knows. Redis does not confirm them: no nodeup, no nodedown.
+    import json
+
+    async with redis_nodes(redis_url, prefix)("a", "b") as (a, b):
+        await wait_until(lambda: "a" in b.broker.up_nodes())
+        events: list[otp.NodeEvent] = []
+        b.add_event_listener(
+            lambda e: events.append(e) if e.kind in ("nodeup", "nodedown") else None
+        )
+        await b.spawn(Counter, 7, name="counter")
+        real = a.broker.incarnation
+        forged = [
+            (f"{prefix}:c", {"k": "hello", "f": "ghost", "fi": "abc123"}),
+            (f"{prefix}:c", {"k": "hello", "f": "a", "fi": "fake00"}),  # "a restarted"
+            (f"{prefix}:c", {"k": "bye", "f": "a", "fi": real}),  # "a left"
+            (f"{prefix}:n:b", {"k": "hello", "f": "ghost2", "fi": "abc124"}),
+        ]
+        before = b.broker.statistics()
+        with caplog.at_level(logging.WARNING, logger="otp.redis"):
+            async with coredis.Redis.from_url(redis_url) as raw:
+                for channel, tree in forged:
+                    await raw.publish(channel, json.dumps(tree).encode())
+                # Not an announcement: ignored quietly, but no nodeup either.
+                call = {"k": "call", "f": "ghost3", "fi": "abc125", "c": 1}
+                call |= {"to": {"nm": "nobody"}, "m": 1}
+                await raw.publish(f"{prefix}:n:b", json.dumps(call).encode())
+            await wait_until(
+                lambda: b.broker.statistics().wire_errors - before.wire_errors >= len(forged),
+                timeout=10,
+            )
+            # Two heartbeats later nothing has changed either.
+            with anyio.fail_after(5):
+                for _ in range(2):
+                    await b.broker.session.renewed.wait()
+            assert await b.broker.nodes() == ["a", "b"]
+        assert b.broker.statistics().wire_errors - before.wire_errors == len(forged)
+        assert b.broker.membership.unconfirmed == len(forged)
+        assert events == []
+        assert b.broker.up_nodes() == {"a": real}
+        unconfirmed = [
+            d
+            for d in b.broker.recent_dead_letters
+            if isinstance(d.message, otp.Undecodable) and d.reason == "unconfirmed"
+        ]
+        assert len(unconfirmed) == len(forged)
+        warnings = [
+            r
+            for r in caplog.records
+            if getattr(r, "otp_reason", None) == "unconfirmed"
+            and r.getMessage().startswith("node 'b'")
+        ]
+        assert len(warnings) == len(forged)  # one WARNING each (node a saw the first too)
+        # The real announcements still count: a node that starts is up for b.
+        async with redis_nodes(redis_url, prefix)("c"):
+            await wait_until(lambda: "c" in b.broker.up_nodes())
+        await wait_until(lambda: "c" not in b.broker.up_nodes())
+        assert [(e.kind, e.detail) for e in events] == [("nodeup", "c"), ("nodedown", "c")]
+        assert events[-1].reason == "left"

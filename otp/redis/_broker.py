@@ -59,9 +59,11 @@ from ._frames import (
     malformed,
     pub_tree,
 )
+from ._inbound import Inbound
 from ._membership import Membership, NodeDown, NodeMonitor, deliver_to
 from ._naming import INBOX, Names, check_node_name
 from ._remote import RemoteActors
+from ._scripts import run
 from ._serve import Server
 from ._session import Session, describe, redact
 from ._streams import Streams, StreamSubscription
@@ -78,6 +80,18 @@ _UTC = datetime.UTC
 #: Frames of these kinds act for this node's identity: served only while its lease runs.
 _SERVED: Final = (Call, Cast, Stop, Monitor, Whereis, Sync)
 
+#: Leave: delete the node's key if it still holds this incarnation (a takeover's is not
+#: ours to delete), forget the name, say goodbye. KEYS: the node's key, the nodes set,
+#: the cluster channel. ARGV: incarnation, name, the bye frame.
+_GOODBYE: Final = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+end
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return 1
+"""
+
 
 @attrs.frozen
 class RedisStatistics(BrokerStatistics):
@@ -85,8 +99,9 @@ class RedisStatistics(BrokerStatistics):
     ``wire_errors`` (frames refused: dead letters), ``expired`` (calls dropped past their
     deadline), ``reconnects``, ``nodes_up`` (other nodes seen up now), ``sent``
     (frames sent), ``pipelines`` (batches of several), ``outbox`` (frames waiting to be
-    sent), ``backlog`` (inbound frames waiting for room in a mailbox), ``inbound_full``
-    (frames refused because that backlog was at ``inbound_limit``), ``credit_waits``
+    sent), ``backlog`` (inbound frames and publishes waiting for room in a mailbox or a
+    subscription), ``inbound_full`` (those refused because that backlog was at
+    ``inbound_limit``), ``credit_waits``
     (times a sender waited for credit), ``held`` (frames held while the lease ran out)
     and ``fenced``."""
 
@@ -122,9 +137,10 @@ class RedisBroker(ClusterPrimitives):
     (approximate stream cap), ``heartbeat`` and ``node_ttl`` (seconds between lease
     renewals, and after which a silent node counts as down), ``backoff`` (first and
     largest reconnect delay), ``window`` (casts and sends to one remote actor that may be
-    unconsumed at once: the credit window), ``inbound_limit`` (inbound frames that may
-    wait for room in full mailboxes), ``outbox_limit`` (frames queued for sending before
-    ``await cast`` waits), ``connect_timeout`` and ``client_options`` (passed to coredis).
+    unconsumed at once: the credit window), ``inbound_limit`` (inbound frames and publishes
+    that may wait for room in full mailboxes and subscriptions), ``outbox_limit`` (frames
+    queued for sending before ``await cast`` waits), ``connect_timeout`` and
+    ``client_options`` (passed to coredis).
 
     Guarantees: at most once for calls, casts, sends and pub/sub; at least once for
     durable topics (:meth:`consume`); one sender's messages reach one receiver in order.
@@ -232,9 +248,11 @@ class RedisBroker(ClusterPrimitives):
         self.membership = Membership(self)
         self.remote_actors = RemoteActors(self, window=window)
         self.server = Server(self, window=window, inbound_limit=inbound_limit)
+        self.inbound = Inbound(self, limit=inbound_limit)
         self._topic_lane: deque[tuple[str | None, bytes] | Pub] = deque()
         self._topic_wake = anyio.Event()
         self._held_pubs: deque[Pub] = deque()
+        self._announce_due = False
 
     def __repr__(self) -> str:
         state = "connected" if self.session.connected else "disconnected"
@@ -278,8 +296,8 @@ class RedisBroker(ClusterPrimitives):
             sent=session.sent,
             pipelines=session.pipelines,
             outbox=len(session.outbox),
-            backlog=self.server.backlogged,
-            inbound_full=self.server.overflowed,
+            backlog=self.server.backlogged + self.inbound.queued,
+            inbound_full=self.server.overflowed + self.inbound.overflowed,
             credit_waits=self.remote_actors.credit_waits,
             held=len(self.server.held) + len(self._held_pubs),
             fenced=session.fenced,
@@ -369,13 +387,15 @@ class RedisBroker(ClusterPrimitives):
             return
         names = self.names
         try:
-            # Only this incarnation's key: a takeover's is not ours to delete. The key goes
-            # first, so a peer that hears the goodbye no longer lists this node.
-            held = await client.get(names.node_key(self.node_name))
-            if held is not None and held.decode() == self.incarnation:
-                await client.delete([names.node_key(self.node_name)])
-            await client.zrem(names.nodes, [self.node_name])
-            await client.publish(names.cluster, self._dumps(encode(Bye(**self._me))))
+            # One script: a peer confirms the goodbye by the key no longer holding this
+            # incarnation, and no heartbeat of a peer runs between the key going and the
+            # goodbye (which would report "timeout" instead of "left").
+            await run(
+                client,
+                _GOODBYE,
+                [names.node_key(self.node_name), names.nodes, names.cluster],
+                [self.incarnation, self.node_name, self._dumps(encode(Bye(**self._me)))],
+            )
         except Exception as exc:
             logger.debug("leaving Redis cleanly failed: %s", describe(exc))
 
@@ -396,10 +416,16 @@ class RedisBroker(ClusterPrimitives):
         self.server.peer_down(node)
 
     def _reconnected(self) -> None:
-        self._announce()
+        # Announce once the claim is renewed (Redis may have restarted and lost the key):
+        # peers believe a hello only if the key holds this incarnation (_membership).
+        self._announce_due = True
+        self.session.hurry_renewal()
         self.server.grant()
 
     def _lease_ok(self) -> None:
+        if self._announce_due:
+            self._announce_due = False
+            self._announce()
         self.server.lease_ok()
         if self._held_pubs:
             self._topic_lane.extend(self._held_pubs)
@@ -444,17 +470,18 @@ class RedisBroker(ClusterPrimitives):
             frame = decode(self.codec.loads(data))
             if frame.node == self.node_name and frame.incarnation == self.incarnation:
                 return  # our own announcement
-            self._on_frame(frame)
+            self._on_frame(frame, data)
         except CodecError as error:
             self._wire_error(error, data, None)
         except Exception as exc:  # a frame the checks let through and the code did not expect
             logger.warning("a frame could not be handled", exc_info=True)
             self._wire_error(CodecError("malformed", describe(exc)), data, None)
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, frame: Frame, data: bytes = b"") -> None:
         membership = self.membership
-        if frame.node not in membership.up and frame.node != self.node_name:
-            membership.seen(frame.node, frame.incarnation)
+        if frame.node not in membership.up or isinstance(frame, Hello):
+            # A claim, believed once Redis confirms it (see _membership).
+            membership.heard(frame.node, frame.incarnation, data, hello=isinstance(frame, Hello))
         if isinstance(frame, _SERVED):
             self.server.serve(frame)
         elif isinstance(frame, Reply):
@@ -468,10 +495,9 @@ class RedisBroker(ClusterPrimitives):
         elif isinstance(frame, Where):
             self.remote_actors.on_where(frame)
         elif isinstance(frame, Bye):
-            if membership.up.get(frame.node) == frame.incarnation:
-                membership.nodedown(frame.node, "left")
+            membership.heard_bye(frame.node, frame.incarnation, data)
         elif isinstance(frame, Hello):
-            membership.seen(frame.node, frame.incarnation)
+            pass  # checked above
         else:
             raise malformed(f"a {frame.kind} frame on a control channel")
 
@@ -517,9 +543,8 @@ class RedisBroker(ClusterPrimitives):
                     continue
                 targets = self._lookup(envelope.topic)
                 if targets:
-                    await self._deliver(
-                        envelope.topic, envelope.message, envelope.sender, envelope, targets
-                    )
+                    # Never waits: a full BLOCK receiver gets a queue of its own.
+                    self.inbound.deliver(envelope, targets)
             self._topic_wake = anyio.Event()
             if not lane:
                 await self._topic_wake.wait()

@@ -2,10 +2,18 @@
 
 Every heartbeat, the session's renewal script returns every live node with its
 incarnation (one round trip). A node present with a new incarnation is ``nodeup``; one
-that is gone, or replaced by a new incarnation, is ``nodedown``. A ``hello`` on the
-cluster channel (a node started or reconnected) is a ``nodeup`` at once, a ``bye`` a
-``nodedown`` at once. Each transition is reported exactly once, as a node event
-(``"nodeup"``/``"nodedown"``, ``detail`` the node's name) and to node monitors.
+that is gone, or replaced by a new incarnation, is ``nodedown``. Each transition is
+reported exactly once, as a node event (``"nodeup"``/``"nodedown"``, ``detail`` the node's
+name) and to node monitors.
+
+Announcements are hints, checked against Redis: anyone who may PUBLISH on the prefix can
+send a ``hello`` or a ``bye`` naming any node. A ``hello`` (a node started or
+reconnected), or any frame of a node not known to be up, is a ``nodeup`` only once Redis
+confirms that the node's key holds that incarnation (one pipelined round trip for all the
+claims waiting to be checked); a ``bye`` is a ``nodedown`` once the key no longer holds it
+(a leaving node deletes its key before it says goodbye). An announcement Redis
+contradicts is a wire error (reason ``"unconfirmed"``: counted, a dead letter, one
+WARNING) and changes nothing; the heartbeat stays the authority either way.
 
 Failure detection: a node that stops renewing its key (crashed, hung, cut off) loses it
 after ``node_ttl - heartbeat`` to ``node_ttl`` seconds; its peers see that on their next
@@ -15,14 +23,17 @@ observer's own key had lapsed too, since Redis then lost or expired keys wholesa
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import attrs
 
 from .._actor import ActorRef
+from .._exceptions import CodecError
 from .._remote import RemoteRef
+from ._session import describe
 
 if TYPE_CHECKING:
     from ._broker import RedisBroker
@@ -30,6 +41,18 @@ if TYPE_CHECKING:
 __all__ = ["Membership", "NodeDown", "NodeMonitor"]
 
 logger = logging.getLogger("otp.redis")
+
+#: Claims checked in one pipeline at most.
+_CHECK_BATCH: Final = 256
+#: Claims waiting to be checked at most; past it, announcements are refused unchecked
+#: (the heartbeat still finds every live node).
+_CHECK_LIMIT: Final = 10_000
+
+#: What a claim to check says: the node is up (``hello``: refused loudly if false;
+#: ``frame``: any other frame, ignored if false) or it left (``bye``).
+_HELLO: Final = "hello"
+_FRAME: Final = "frame"
+_BYE: Final = "bye"
 
 
 @attrs.frozen
@@ -72,6 +95,14 @@ class Membership:
         self.gone: dict[str, str] = {}
         self.monitors: dict[str, list[NodeMonitor]] = {}
         self.transitions = 0
+        # announcements waiting for Redis to confirm them: (node, incarnation, what) ->
+        # the frame's bytes (for the dead letter if Redis contradicts it)
+        self.checks: dict[tuple[str, str, str], bytes] = {}
+        self.checking = False
+        # nodes that said goodbye (bye not yet confirmed) -> the incarnation that did
+        self.leaving: dict[str, str] = {}
+        #: Announcements Redis contradicted (each also a wire error).
+        self.unconfirmed = 0
 
     # ------------------------------------------------------------------ updates
 
@@ -83,7 +114,8 @@ class Membership:
                 self.seen(name, incarnation)
         if conclusive:
             for name in [n for n in self.up if n not in members and n != me]:
-                self.nodedown(name, "timeout")
+                left = self.leaving.get(name) == self.up[name]
+                self.nodedown(name, "left" if left else "timeout")
 
     def seen(self, node: str, incarnation: str) -> None:
         """``node`` is up in ``incarnation`` (a heartbeat, a hello, or any frame of it)."""
@@ -102,6 +134,88 @@ class Membership:
             extra={"otp_event": "nodeup", "otp_node": node},
         )
         self.broker._emit("nodeup", detail=node)
+
+    def heard(self, node: str, incarnation: str, data: bytes, *, hello: bool) -> None:
+        """A frame from ``node`` in ``incarnation``, which this node does not know to be up
+        (a ``hello`` if ``hello``): up once Redis confirms the claim (see the module docs)."""
+        if node == self.broker.node_name or self.up.get(node) == incarnation:
+            return
+        self._check(node, incarnation, _HELLO if hello else _FRAME, data)
+
+    def heard_bye(self, node: str, incarnation: str, data: bytes) -> None:
+        """A ``bye`` from ``node`` in ``incarnation``: down once Redis confirms it left."""
+        if self.up.get(node) != incarnation:
+            return
+        self.leaving[node] = incarnation
+        self._check(node, incarnation, _BYE, data)
+
+    def _check(self, node: str, incarnation: str, what: str, data: bytes) -> None:
+        key = (node, incarnation, what)
+        if key in self.checks:
+            return
+        if len(self.checks) >= _CHECK_LIMIT:
+            if what != _FRAME:
+                self._refuse(node, incarnation, what, data, "too many announcements to check")
+            return
+        self.checks[key] = data
+        task_group = self.broker.session.task_group
+        if not self.checking and task_group is not None:
+            self.checking = True
+            task_group.start_soon(self._confirm)
+
+    async def _confirm(self) -> None:
+        # One task checks every waiting claim, a pipeline of GETs (the ACL of the docs
+        # allows GET, not MGET) per batch.
+        checks = self.checks
+        names = self.broker.names
+        try:
+            while checks:
+                batch = list(itertools.islice(checks.items(), _CHECK_BATCH))
+                for key, _ in batch:
+                    del checks[key]
+                client = self.broker.session.client
+                if client is None:
+                    continue
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        requests = [pipe.get(names.node_key(node)) for (node, _, _), _ in batch]
+                    held = [await request for request in requests]
+                except Exception as exc:  # the heartbeat decides instead
+                    logger.debug(
+                        "checking %d announcement(s) failed: %s", len(batch), describe(exc)
+                    )
+                    for (node, incarnation, what), _ in batch:
+                        if what == _BYE and self.leaving.get(node) == incarnation:
+                            del self.leaving[node]
+                    continue
+                for ((node, incarnation, what), data), holder in zip(batch, held):
+                    holds = holder is not None and holder == incarnation.encode()
+                    self._decide(node, incarnation, what, data, holds)
+        finally:
+            self.checking = False
+
+    def _decide(self, node: str, incarnation: str, what: str, data: bytes, holds: bool) -> None:
+        if what == _BYE:
+            if self.leaving.get(node) == incarnation:
+                del self.leaving[node]
+            if holds:
+                self._refuse(node, incarnation, what, data, "its key still holds it")
+            elif self.up.get(node) == incarnation:
+                self.nodedown(node, "left")
+        elif holds:
+            self.seen(node, incarnation)
+        elif what == _HELLO:
+            self._refuse(node, incarnation, what, data, "its key does not hold it")
+
+    def _refuse(self, node: str, incarnation: str, what: str, data: bytes, why: str) -> None:
+        self.unconfirmed += 1
+        claim = "is up" if what == _HELLO else "left"
+        error = CodecError(
+            "unconfirmed",
+            f"a {what!r} frame claims node {node[:64]!r} (incarnation {incarnation}) {claim}, "
+            f"but Redis does not confirm it ({why}); someone else publishes on this prefix",
+        )
+        self.broker._wire_error(error, data, None)
 
     def watch(self, node: str, incarnation: str | None) -> None:
         """Kept for callers from before every node was watched: nothing to do, since the
