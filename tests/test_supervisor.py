@@ -367,7 +367,7 @@ async def test_shutdown_none_waits_for_terminate() -> None:
 
     class Slow(otp.GenServer):
         async def terminate(self, reason: Any) -> None:
-            await anyio.sleep(0.05)
+            await anyio.sleep(0.05)  # not synchronisation: a terminate that takes time
             done.append("terminated")
 
     async with otp.Node() as node:
@@ -558,18 +558,25 @@ async def test_dynamic_supervisor_starts_children_at_run_time() -> None:
 
 
 async def test_dynamic_supervisor_stops_many_children_concurrently() -> None:
+    # Each terminate returns only once all 40 are running at the same time: stopped one
+    # after another, the first would wait out its shutdown time and be killed, and so on.
+    inside: list[str] = []
+    all_inside = anyio.Event()
+
     class SlowStop(otp.GenServer):
         async def terminate(self, reason: Any) -> None:
-            await anyio.sleep(0.05)
+            inside.append(reason)
+            if len(inside) == 40:
+                all_inside.set()
+            await all_inside.wait()
 
     async with otp.Node() as node:
         dyn = await node.start(otp.dynamic_supervisor("dyn"))
-        for _ in range(40):
-            await dyn.start_child(otp.worker(SlowStop))
-        start = anyio.current_time()
-        await dyn.stop("shutdown")
-        # 40 sequential 50 ms terminates would take 2 s; concurrently it is ~50 ms.
-        assert anyio.current_time() - start < 1.5
+        refs = [await dyn.start_child(otp.worker(SlowStop, shutdown=2.0)) for _ in range(40)]
+        with anyio.fail_after(10):
+            await dyn.stop("shutdown")
+        assert inside == ["shutdown"] * 40
+        assert [ref.exit_reason for ref in refs] == ["shutdown"] * 40  # none was killed
 
 
 async def test_worker_pool_round_robin_and_least_busy() -> None:
