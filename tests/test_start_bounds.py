@@ -141,7 +141,7 @@ class Stubborn(otp.GenServer):
         self.hold["busy"].set()
         while self.hold["on"]:
             try:
-                await anyio.sleep(0.01)
+                await anyio.sleep(0.01)  # not synchronisation: the stubborn loop itself
             except anyio.get_cancelled_exc_class():
                 pass  # the bug under test: cancellation swallowed
 

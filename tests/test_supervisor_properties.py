@@ -203,7 +203,7 @@ async def test_chaos_soak_thousand_workers(caplog: pytest.LogCaptureFixture) -> 
             dead.append(weakref.ref(victim))
             victim.cast_nowait(Crash("chaos"))
             if rng.random() < 0.3:
-                await anyio.sleep(0)
+                await anyio.sleep(0)  # not synchronisation: let some crashes interleave
 
         async def whole() -> bool:
             counts = [await s.count_children() for s in subs]
