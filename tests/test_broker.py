@@ -11,8 +11,8 @@ import attrs
 import pytest
 
 import otp
-from otp.testing import broker_index
-from tests._helpers import Block, until
+from otp.testing import broker_index, wait_until
+from tests._helpers import Block
 
 pytestmark = pytest.mark.anyio
 
@@ -71,7 +71,7 @@ async def seen(ref: otp.ActorRef) -> list[Any]:
 
 async def seen_when_idle(ref: otp.ActorRef) -> list[Any]:
     """What ``ref`` saw, once its (bounded) mailbox has room for the asking call."""
-    await until(lambda: ref.statistics().mailbox.depth == 0)
+    await wait_until(lambda: ref.statistics().mailbox.depth == 0)
     return await seen(ref)
 
 
