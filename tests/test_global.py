@@ -8,7 +8,8 @@ import pickle
 import pytest
 
 import otp
-from tests._helpers import Counter, Get, until
+from otp.testing import wait_until
+from tests._helpers import Counter, Get
 
 pytestmark = pytest.mark.anyio
 
@@ -52,5 +53,5 @@ async def test_global_names_in_worker_and_supervisor_specs() -> None:
         counter = node.whereis("counter")
         assert counter is not None and await counter.call(Get()) == 5
         counter.kill()
-        await until(lambda: node.whereis("counter") not in (None, counter))
+        await wait_until(lambda: node.whereis("counter") not in (None, counter))
         assert await node.whereis("counter").call(Get()) == 5  # re-registered on restart
