@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 import otp
-from tests._helpers import Counter, until
+from otp.testing import wait_until
+from tests._helpers import Counter
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +34,7 @@ async def test_members_leave_their_groups_when_they_exit() -> None:
         await node.groups.join("g", [a, b])
         await node.groups.join("h", a)
         a.kill()
-        await until(lambda: node.groups.local_members("g") == [b])
+        await wait_until(lambda: node.groups.local_members("g") == [b])
         assert await node.groups.which_groups() == ["g"]
         await b.stop()
         assert await node.groups.members("g") == []
