@@ -23,7 +23,6 @@ import coredis
 import otp
 from otp.redis import NodeNameTaken, RedisBroker, RedisUnavailable, glob_for
 from otp.testing import wait_until
-from tests._helpers import until
 from tests._redis_messages import Add, Counter, Crash, Get, OrderCreated, Slow, Watcher
 from tests._redis_support import prefix, redis_url  # noqa: F401
 
@@ -170,8 +169,8 @@ async def test_publish_reaches_every_node_and_filters_patterns_exactly(nodes: An
             with anyio.fail_after(5):
                 first = await local_sub.receive()
             assert first.message == OrderCreated(1)
-            await until(lambda: len(hash_._server.got) == 3)
-            await until(lambda: len(both._server.got) == 4)
+            await wait_until(lambda: len(hash_._server.got) == 3)
+            await wait_until(lambda: len(both._server.got) == 4)
             assert local_sub.receive_nowait() is None
         assert star._server.got == [OrderCreated(1)]
         assert hash_._server.got == [OrderCreated(1), OrderCreated(2), OrderCreated(4)]
@@ -263,10 +262,10 @@ async def test_subscriptions_end_with_their_actor(nodes: Any) -> None:
     async with nodes("a", "b") as (a, b):
         rec = await b.spawn(Recorder, "gone.*")
         await rec.stop()
-        await until(lambda: not b.broker.session.want)
+        await wait_until(lambda: not b.broker.session.want)
         async with b.broker.subscribe("gone.*"):
             assert b.broker.session.want
-        await until(lambda: not b.broker.session.want)
+        await wait_until(lambda: not b.broker.session.want)
         assert await a.broker.publish("gone.x", 1) == 0
 
 
@@ -289,7 +288,7 @@ async def test_remote_call_cast_send_stop(nodes: Any) -> None:
         with pytest.raises(otp.CallTimeout):
             await ref.call(Slow(0.5), timeout=0.05)
         assert await ref.call("stop-me") == "bye"
-        await until(lambda: not local.alive)
+        await wait_until(lambda: not local.alive)
         with pytest.raises(otp.ActorExited) as caught:
             await ref.call(Get())
         assert caught.value.reason == "noproc"
@@ -332,7 +331,7 @@ async def test_remote_monitors(nodes: Any) -> None:
         await ref.call(Get())
         with pytest.raises(otp.ActorExited):
             await ref.call(Crash("oops"))
-        await until(lambda: watcher._server.downs)
+        await wait_until(lambda: watcher._server.downs)
         (down,) = watcher._server.downs
         assert down.ref == ref
         assert isinstance(down.reason, otp.RemoteError)
@@ -341,10 +340,10 @@ async def test_remote_monitors(nodes: Any) -> None:
         assert not target.alive
         # Monitoring a dead remote actor: "noproc" at once (or once asked).
         late = await a.spawn(Watcher, ref)
-        await until(lambda: late._server.downs)
+        await wait_until(lambda: late._server.downs)
         assert late._server.downs[0].reason == RemoteErrorLike("oops")
         nobody = await a.spawn(Watcher, a.broker.remote("nobody", "b"))
-        await until(lambda: nobody._server.downs)
+        await wait_until(lambda: nobody._server.downs)
         assert nobody._server.downs[0].reason == "noproc"
 
 
@@ -372,11 +371,11 @@ async def test_demonitor_and_watcher_exit_tell_the_remote_node(nodes: Any) -> No
         one = await a.spawn(Demonitoring, ref)
         two = await a.spawn(Demonitoring, ref)
         await ref.call(Get())
-        await until(lambda: len(target._monitors) == before + 2)
+        await wait_until(lambda: len(target._monitors) == before + 2)
         assert await one.call(None) is True
         assert await one.call(None) is False
         await two.stop()
-        await until(lambda: len(target._monitors) == before)
+        await wait_until(lambda: len(target._monitors) == before)
         assert not b.broker.server.mon_in
 
 
@@ -393,10 +392,10 @@ async def test_node_leaving_cleanly(nodes: Any, redis_url: str, prefix: str) -> 
             watcher = await a.spawn(Watcher, ref)
             await ref.call(Get())
             assert await a.broker.nodes() == ["a", "b"]
-        await until(lambda: watcher._server.downs)
+        await wait_until(lambda: watcher._server.downs)
         # Its actors stopped with "shutdown" before it left.
         assert [d.reason for d in watcher._server.downs] == ["shutdown"]
-        await until(lambda: any(e.kind == "nodedown" for e in events))
+        await wait_until(lambda: any(e.kind == "nodedown" for e in events))
         assert await a.broker.nodes() == ["a"]
         with pytest.raises(otp.ActorExited):
             await ref.call(Get())
@@ -411,7 +410,7 @@ async def test_refs_inside_messages(nodes: Any) -> None:
         ref = await a.broker.whereis("pinger")
         assert ref is not None
         await ref.cast(PingMe(me))
-        await until(lambda: me._server.got)
+        await wait_until(lambda: me._server.got)
         assert me._server.got == [Add(1)]
 
 
@@ -488,12 +487,12 @@ async def test_reconnects_after_the_connection_is_killed(
             with caplog.at_level(logging.WARNING, logger="otp.redis"):
                 for client_id in mine:
                     await raw.client_kill(identifier=int(client_id))
-                await until(lambda: any(e.kind == "broker_reconnected" for e in events))
+                await wait_until(lambda: any(e.kind == "broker_reconnected" for e in events))
         assert any(e.kind == "broker_disconnected" for e in events)
         assert b.broker.connected and b.broker.reconnects == 1
         # Subscriptions were restored.
         await a.broker.publish("rc.x", 1)
-        await until(lambda: rec._server.got == [1])
+        await wait_until(lambda: rec._server.got == [1])
         assert await ref.call(Get()) == 0
         assert not watcher._server.downs
 
@@ -596,13 +595,15 @@ async def test_publish_nowait_and_request_are_the_in_memory_brokers_own(nodes: A
         rec = await b.spawn(Recorder, "nw.*")
         for i in range(100):
             assert a.broker.publish_nowait("nw.x", i) == 1
-        await until(lambda: len(rec._server.got) == 100)
+        await wait_until(lambda: len(rec._server.got) == 100)
         assert rec._server.got == list(range(100))
         stats = a.broker.statistics()
         assert stats.published >= 100 and stats.sent >= 100
         assert stats.pipelines >= 1  # queued frames went out together
         assert a.broker.publish_nowait("nobody.here", 1) == 1
-        await until(lambda: any(d.reason == "no_subscriber" for d in a.broker.recent_dead_letters))
+        await wait_until(
+            lambda: any(d.reason == "no_subscriber" for d in a.broker.recent_dead_letters)
+        )
 
 
 class Gate(otp.GenServer):
