@@ -10,7 +10,8 @@ import pytest
 
 import otp
 from otp import _supervisor
-from tests._helpers import Add, Block, Counter, Crash, FailingInit, Get, child_ref, restarted, until
+from otp.testing import wait_for_restart, wait_until
+from tests._helpers import Add, Block, Counter, Crash, FailingInit, Get, child_ref
 
 pytestmark = pytest.mark.anyio
 
@@ -94,7 +95,7 @@ async def test_one_for_one_restarts_only_the_crashed_child() -> None:
         sup = await node.start(three(log, otp.ONE_FOR_ONE))
         before = await refs(sup)
         await before["b"].cast(Crash())
-        new_b = await restarted(sup, "b", before["b"])
+        new_b = await wait_for_restart(sup, "b", before["b"])
         after = await refs(sup)
         assert after["a"] is before["a"]
         assert after["c"] is before["c"]
@@ -110,8 +111,8 @@ async def test_one_for_all_restarts_every_child_stopping_others_in_reverse() -> 
         before = await refs(sup)
         log.clear()
         await before["a"].cast(Crash())
-        await restarted(sup, "a", before["a"])
-        await until(lambda: len(names(log, "init")) == 3)
+        await wait_for_restart(sup, "a", before["a"])
+        await wait_until(lambda: len(names(log, "init")) == 3)
         after = await refs(sup)
         assert all(after[k] != before[k] for k in "abc")
         assert all(not before[k].alive for k in "abc")
@@ -129,7 +130,7 @@ async def test_rest_for_one_restarts_the_crashed_child_and_later_ones() -> None:
         before = await refs(sup)
         log.clear()
         await before["b"].cast(Crash())
-        await restarted(sup, "c", before["c"])
+        await wait_for_restart(sup, "c", before["c"])
         after = await refs(sup)
         assert after["a"] is before["a"]
         assert after["b"] != before["b"]
@@ -157,7 +158,7 @@ async def test_intensity_boundary_n_tolerated_n_plus_one_gives_up(clock: FakeClo
                 old = await child_ref(sup, "w")
                 assert old is not None
                 await old.cast(Crash())
-                await restarted(sup, "w", old)
+                await wait_for_restart(sup, "w", old)
             assert sup.alive  # three restarts are tolerated
             old = await child_ref(sup, "w")
             assert old is not None
@@ -194,7 +195,7 @@ async def test_sliding_window_spread_out_crashes_never_give_up(clock: FakeClock)
             old = await child_ref(sup, "w")
             assert old is not None
             await old.cast(Crash())
-            await restarted(sup, "w", old)
+            await wait_for_restart(sup, "w", old)
         assert sup.alive
 
 
@@ -254,7 +255,7 @@ async def test_supervisor_serves_requests_between_failed_restart_retries(
         assert infos[0].ref is None
         assert infos[0].restarting
         gate["fail"] = False
-        new = await restarted(sup, "flaky", ref)
+        new = await wait_for_restart(sup, "flaky", ref)
         assert new.alive
 
 
@@ -269,7 +270,7 @@ async def test_transient_child_restarted_only_after_abnormal_exit() -> None:
         ref = await child_ref(sup, "t")
         assert ref is not None
         await ref.cast(Crash())
-        ref = await restarted(sup, "t", ref)
+        ref = await wait_for_restart(sup, "t", ref)
         await ref.stop("normal")
         await anyio.wait_all_tasks_blocked()
         infos = await sup.which_children()
@@ -294,7 +295,7 @@ async def test_permanent_child_restarted_even_after_normal_exit() -> None:
         ref = await child_ref(sup, "p")
         assert ref is not None
         await ref.stop("normal")
-        assert (await restarted(sup, "p", ref)).alive
+        assert (await wait_for_restart(sup, "p", ref)).alive
 
 
 async def test_temporary_child_never_restarted_and_removed() -> None:
@@ -305,7 +306,7 @@ async def test_temporary_child_never_restarted_and_removed() -> None:
         ref = await child_ref(sup, "tmp")
         assert ref is not None
         await ref.cast(Crash())
-        await until(lambda: not ref.alive)
+        await wait_until(lambda: not ref.alive)
         await anyio.wait_all_tasks_blocked()
         assert await sup.which_children() == []
 
@@ -325,7 +326,7 @@ async def test_temporary_bystander_of_one_for_all_is_removed() -> None:
         )
         before = await refs(sup)
         await before["perm"].cast(Crash())
-        await restarted(sup, "perm", before["perm"])
+        await wait_for_restart(sup, "perm", before["perm"])
         after = await refs(sup)
         assert list(after) == ["perm"]
         assert not before["temp"].alive
@@ -491,7 +492,7 @@ async def test_nested_supervisor_that_gives_up_is_restarted_by_its_parent(
         leaf = node.whereis("leaf")
         with caplog.at_level(logging.ERROR, logger="otp"):
             await leaf.cast(Crash())
-            new_inner = await restarted(root, "inner", inner)
+            new_inner = await wait_for_restart(root, "inner", inner)
         assert isinstance(inner.exit_reason, otp.SupervisorGaveUp)
         assert node.whereis("sibling") is sibling  # one-for-one at the root
         assert node.whereis("leaf") not in (None, leaf)
@@ -534,7 +535,7 @@ async def test_killing_a_supervisor_takes_its_subtree_down() -> None:
         leaf = node.whereis("leaf")
         inner.kill()
         assert await leaf.join() == "killed"
-        await restarted(node.whereis("root"), "inner", inner)
+        await wait_for_restart(node.whereis("root"), "inner", inner)
         assert node.whereis("leaf").alive
 
 
@@ -553,7 +554,7 @@ async def test_dynamic_supervisor_starts_children_at_run_time() -> None:
         await dyn.terminate_child(refs_[0])
         assert (await dyn.count_children()).active == 2
         await refs_[1].cast(Crash())
-        await restarted(dyn, infos[1].id, refs_[1])
+        await wait_for_restart(dyn, infos[1].id, refs_[1])
         assert (await dyn.count_children()).active == 2
 
 
@@ -619,7 +620,7 @@ async def test_backoff_delays_restarts(clock: FakeClock) -> None:
         info = (await sup.which_children())[0]
         assert info.restarting
         assert info.ref is None
-        assert (await restarted(sup, "w", ref)).alive
+        assert (await wait_for_restart(sup, "w", ref)).alive
 
 
 def test_backoff_delays_grow_and_cap() -> None:
@@ -645,7 +646,7 @@ async def test_events_report_starts_exits_restarts_and_give_ups(clock: FakeClock
                 assert ref is not None
                 await ref.cast(Crash())
                 if _ == 0:
-                    await restarted(sup, "w", ref)
+                    await wait_for_restart(sup, "w", ref)
             await anyio.sleep_forever()
     kinds = [e.kind for e in events]
     assert kinds.count("started") >= 3  # supervisor, child, restarted child
