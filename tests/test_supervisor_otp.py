@@ -14,7 +14,8 @@ import pytest
 
 import otp
 from otp import _supervisor
-from tests._helpers import Counter, Crash, child_ref, restarted, until
+from otp.testing import wait_for_restart, wait_until
+from tests._helpers import Counter, Crash, child_ref
 
 pytestmark = pytest.mark.anyio
 
@@ -129,7 +130,7 @@ async def test_restart_child_while_restarting_returns_restarting_and_retries_go_
         assert error.child_id == "g" and "being restarted" in str(error)
         tried = verdicts.attempts
         verdicts.give("ok")  # the pending retry succeeds
-        new = await restarted(sup, "g", first)
+        new = await wait_for_restart(sup, "g", first)
         assert new.alive
         assert verdicts.attempts == tried  # restart_child made no start attempt of its own
         assert not (await sup.which_children())[0].restarting
@@ -185,7 +186,7 @@ async def test_one_for_all_retry_after_failed_restart_restarts_the_whole_group()
         log.clear()
         fail_next.add("b")
         await before["c"].cast(Crash())
-        await restarted(sup, "c", before["c"])
+        await wait_for_restart(sup, "c", before["c"])
         after = {i.id: i.ref for i in await sup.which_children()}
         assert shape(log) == [
             ("terminate", "c", "crash"),
@@ -217,7 +218,7 @@ async def test_rest_for_one_retry_after_failed_restart_restarts_from_the_failed_
         log.clear()
         fail_next.add("c")
         await before["b"].cast(Crash())
-        await restarted(sup, "d", before["d"])
+        await wait_for_restart(sup, "d", before["d"])
         assert shape(log) == [
             ("terminate", "b", "crash"),
             ("terminate", "d", "shutdown"),
@@ -303,8 +304,8 @@ async def test_one_for_all_restart_starts_an_ignored_child_again() -> None:
         assert a is not None
         log.clear()
         await a.cast("die")
-        await restarted(sup, "a", a)
-        await until(lambda: len(log) == 3)
+        await wait_for_restart(sup, "a", a)
+        await wait_until(lambda: len(log) == 3)
         assert log == [("init", "a", "ok"), ("init", "b", "ignore"), ("init", "d", "ok")]
         running = {i.id: i.ref is not None for i in await sup.which_children()}
         assert running == {"a": True, "b": False, "d": True}
@@ -356,12 +357,12 @@ async def test_any_significant_shuts_down_on_a_significant_childs_own_normal_exi
         t1 = await child_ref(sup, "t1")
         assert t1 is not None
         await t1.cast(Crash())
-        await restarted(sup, "t1", t1)
+        await wait_for_restart(sup, "t1", t1)
         await sup.terminate_child("t1")
         assert sup.alive
         await node.whereis("t2").stop("normal")
         assert await sup.join() == "shutdown"
-        await until(lambda: ("terminate", "p", "shutdown") in log)
+        await wait_until(lambda: ("terminate", "p", "shutdown") in log)
         # A transient supervisor that shut itself down is not restarted by its parent.
         infos = await root.which_children()
         assert [(i.id, i.ref) for i in infos] == [("s", None)]
@@ -376,7 +377,7 @@ async def test_all_significant_shuts_down_once_no_significant_child_runs() -> No
         t1 = await child_ref(sup, "t1")
         assert t1 is not None
         await t1.cast(Crash())
-        await restarted(sup, "t1", t1)
+        await wait_for_restart(sup, "t1", t1)
         await sup.terminate_child("t1")
         await node.whereis("t2").stop("normal")
         running = {i.id: i.ref is not None for i in await sup.which_children()}
@@ -459,7 +460,7 @@ async def test_killed_supervisor_kills_its_children_trapping_ones_terminate_kill
         with anyio.fail_after(5):
             assert [await inner.join(), await a.join(), await b.join()] == ["killed"] * 3
         assert log == [("terminate", "a", "killed")]  # b was killed without terminate
-        new_inner = await restarted(root, "inner", inner)
+        new_inner = await wait_for_restart(root, "inner", inner)
         assert new_inner.alive and node.whereis("a").alive
 
 
