@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 import otp
 from otp import _supervisor
-from tests._helpers import Counter, Crash, until
+from otp.testing import wait_until
+from tests._helpers import Counter, Crash
 
 pytestmark = pytest.mark.anyio
 
@@ -209,7 +210,7 @@ async def test_chaos_soak_thousand_workers(caplog: pytest.LogCaptureFixture) -> 
             counts = [await s.count_children() for s in subs]
             return all(c.active == 100 for c in counts)
 
-        await until(whole, timeout=30)
+        await wait_until(whole, timeout=30)
         assert root.alive
         assert all(s.alive for s in subs)  # no group gave up
         del children, victim
