@@ -1,4 +1,7 @@
-"""Small GenServers shared by the tests."""
+"""Small GenServers shared by the tests, and ``child_ref``.
+
+Waiting helpers are not here: use ``otp.testing`` (``wait_until``, ``wait_for_restart``,
+``wait_for_name``, ``start_probe``), the documented API users have too."""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import anyio
 import attrs
 
 import otp
-from otp.testing import wait_for_restart, wait_until
 
 
 @attrs.frozen
@@ -88,19 +90,9 @@ class FailingInit(otp.GenServer):
         raise RuntimeError(error)
 
 
-async def until(predicate: Any, timeout: float = 5.0) -> None:
-    """Wait until ``predicate()`` (sync or async) is true: ``otp.testing.wait_until``."""
-    await wait_until(predicate, timeout)
-
-
 async def child_ref(sup: otp.SupervisorRef, child_id: str) -> otp.ActorRef | None:
+    """The ref of ``sup``'s child ``child_id`` now (``None``: not running or unknown)."""
     for info in await sup.which_children():
         if info.id == child_id:
             return info.ref
     return None
-
-
-async def restarted(sup: otp.SupervisorRef, child_id: str, old: Any) -> otp.ActorRef:
-    """Wait until ``child_id`` runs again with a ref other than ``old``; return it
-    (``otp.testing.wait_for_restart``)."""
-    return await wait_for_restart(sup, child_id, old)
