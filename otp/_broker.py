@@ -49,7 +49,7 @@ import attrs
 from ._actor import ActorRef
 from ._backends import backend as _current_backend
 from ._exceptions import InvalidTopic, NoSubscriber, RequestTimeout
-from ._mailbox import INFO, Full, Mailbox, MailboxStatistics, Overflow
+from ._mailbox import INFO, Full, Mailbox, MailboxStatistics, Overflow, Wrapped
 
 if TYPE_CHECKING:
     from ._backends import Backend, Parker, Promise
@@ -1322,6 +1322,7 @@ class InMemoryBroker:
         priority = envelope.priority if envelope is not None else 0
         delivered = 0
         waiting: list[tuple[Any, Any, int, DeadLetter]] = []
+        item: Wrapped | None = None
         for target in targets:
             if isinstance(target, _Receiver):
                 if envelope is None:
@@ -1333,7 +1334,8 @@ class InMemoryBroker:
                     dead = DeadLetter(message, target, "closed", topic=topic)
                     waiting.append((target, envelope, priority, dead))
             elif target._alive:
-                item = (INFO, payload, None)
+                if item is None:  # one item for every actor: items are never modified
+                    item = Wrapped(INFO, payload)
                 try:
                     if target._mailbox.put(item, priority):
                         delivered += 1
@@ -1355,7 +1357,7 @@ class InMemoryBroker:
     ) -> bool:
         mailbox = ref._mailbox
         if mailbox._overflow is Overflow.BLOCK:
-            if await mailbox.put_blocking((INFO, payload, None), ref._backend, priority):
+            if await mailbox.put_blocking(Wrapped(INFO, payload), ref._backend, priority):
                 return True
             self._dead_letter(DeadLetter(message, ref, "noproc", topic=topic))
             return False
@@ -1491,7 +1493,7 @@ class InMemoryBroker:
     async def _broadcast_to(self, message: Any, targets: Iterable[ActorRef]) -> int:
         # Middleware has run: hand ``message`` to each target's handle_info.
         delivered = 0
-        item = (INFO, message, None)
+        item = Wrapped(INFO, message)
         for ref in targets:
             if not ref._alive:
                 self._dead_letter(DeadLetter(message, ref, "noproc", topic=BROADCAST))
@@ -1548,7 +1550,7 @@ class InMemoryBroker:
         if not targets:
             return
         envelope: Envelope | None = None
-        item = (INFO, letter, None)
+        item = Wrapped(INFO, letter)
         for target in targets:
             if isinstance(target, _Receiver):
                 if envelope is None:

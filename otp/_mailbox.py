@@ -12,7 +12,7 @@ import bisect
 import enum
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, final
 
 import attrs
 
@@ -96,21 +96,99 @@ class Full(Exception):
     """Internal: raised by :meth:`MailboxQueue.put` when a BLOCK mailbox has no room."""
 
 
-# Mailbox items are plain tuples ``(kind, message, caller)`` for speed: the hot path
-# allocates nothing else.
-CALL = 0
-CAST = 1
-INFO = 2
-SYSTEM = 3  # (SYSTEM, fn(server) -> reply, caller): sys-style requests, past the capacity
-CONTROL = 4  # (CONTROL, message, None): Down notices and timers for handle_info, ditto
+class Kind(enum.IntEnum):
+    """What a :class:`Wrapped` mailbox item carries (the one place item kinds are defined).
+
+    A plain cast is never wrapped: the message itself is the mailbox item, so the hot path
+    allocates nothing; ``CAST`` appears only where an item is described (a crash report).
+    """
+
+    #: A request; ``caller`` is the promise its reply resolves.
+    CALL = 0
+    #: A ``handle_cast`` message (see above).
+    CAST = 1
+    #: A ``handle_info`` message from ``send`` or a broker delivery.
+    INFO = 2
+    #: ``(fn(server) -> reply, caller)``: a sys-style request, run between callbacks;
+    #: past the capacity.
+    SYSTEM = 3
+    #: A ``handle_info`` message that is never refused nor dropped (``Down``, timers,
+    #: ``Exit``); past the capacity.
+    CONTROL = 4
+
+
+CALL: Final = Kind.CALL
+CAST: Final = Kind.CAST
+INFO: Final = Kind.INFO
+SYSTEM: Final = Kind.SYSTEM
+CONTROL: Final = Kind.CONTROL
+
+
+@final
+class Wrapped:
+    """A mailbox item other than a plain cast (the "envelope" of a call, an info message,
+    a control or system item): its :class:`Kind`, the message and, for ``CALL`` and
+    ``SYSTEM``, the caller's promise. (Not :class:`otp.Envelope`, the broker's.)
+
+    Never modified once built, so the broker queues one into every subscriber's mailbox.
+    A slotted class rather than ``attrs.frozen`` because one is built per call and per
+    broker delivery, and a frozen attrs ``__init__`` costs over twice as much.
+    """
+
+    __slots__ = ("caller", "kind", "message")
+
+    def __init__(self, kind: Kind, message: Any, caller: Any = None) -> None:
+        self.kind = kind
+        self.message = message
+        self.caller = caller
+
+    def __repr__(self) -> str:
+        return f"Wrapped({self.kind.name}, {self.message!r})"
+
+
+#: A mailbox item: a :class:`Wrapped`, or a cast's message itself (any other object).
+Item = Any
+
+
+def wrap(kind: Kind, message: Any, caller: Any = None) -> Item:
+    """The mailbox item for ``message`` of ``kind``: a cast is the message itself."""
+    if kind is CAST:
+        return message
+    return Wrapped(kind, message, caller)
+
+
+def unwrap(item: Item) -> tuple[Kind, Any, Any]:
+    """``(kind, message, caller)`` of a mailbox item."""
+    if item.__class__ is Wrapped:
+        return item.kind, item.message, item.caller
+    return CAST, item, None
 
 
 class MailboxQueue:
     """The live queue behind one actor incarnation (single consumer: the actor).
 
-    Messages of priority 0 (almost all) live in one deque; other priorities get a lane
-    each, created on first use. ``get`` takes from the highest priority first and keeps
-    arrival order within a priority. ``capacity`` counts every lane.
+    Items (:data:`Item`) of priority 0 (almost all) live in one deque; other priorities get
+    a lane each, created on first use. ``get`` takes from the highest priority first and
+    keeps arrival order within a priority. ``capacity`` counts every lane.
+
+    The counters are kept where they cost least and the statistics derived from them when
+    read, exactly (``statistics``):
+
+    - ``taken``: items the consumer took;
+    - ``_removed``: items that left otherwise (evicted by ``DROP_OLDEST``, left at close);
+      so *enqueued* is ``taken + _removed + depth``;
+    - ``_high``: the largest depth seen just before a take (or a close). Between two takes
+      the depth never falls (senders append, an eviction makes room for the new message),
+      so the high-water mark is ``max(_high, depth)``;
+    - ``_control``: control items queued (``SYSTEM``, ``CONTROL``), kept outside the
+      capacity. Only a bounded mailbox has a capacity to keep them out of, so only a
+      bounded one counts them: senders to an unbounded mailbox and the actor loop's inlined
+      take (``ActorRef._loop``, unbounded mailboxes only) skip the count.
+
+    The actor inlines the two hot paths (``ActorRef.cast_nowait`` and ``cast`` append to
+    ``_items`` of an unbounded mailbox and wake the parker; ``ActorRef._loop`` takes as
+    ``get`` does, keeping ``taken`` and ``_high``); they must stay in step with ``put`` and
+    ``get`` here.
     """
 
     __slots__ = (
@@ -119,41 +197,41 @@ class MailboxQueue:
         "_closed",
         "_control",
         "_extra",
+        "_high",
         "_items",
         "_lanes",
         "_on_drop",
         "_order",
         "_overflow",
         "_parker",
+        "_removed",
         "dropped",
-        "enqueued",
-        "high_water",
+        "taken",
     )
 
     def __init__(
         self,
         spec: Mailbox,
         parker: Parker,
-        on_drop: Callable[[tuple[int, Any, Any], str], None],
+        on_drop: Callable[[Item, str], None],
     ) -> None:
-        self._items: deque[tuple[int, Any, Any]] = deque()
+        self._items: deque[Item] = deque()
         # Lanes for priorities other than 0, and their priorities in descending order.
-        self._lanes: dict[int, deque[tuple[int, Any, Any]]] = {}
+        self._lanes: dict[int, deque[Item]] = {}
         self._order: list[int] = []
         self._extra = 0  # messages waiting in lanes
-        # Control messages (SYSTEM, CONTROL) queued in _items: never counted against the
-        # capacity, never evicted. The actor decrements this when it takes one.
-        self._control = 0
+        self._control = 0  # control items queued in _items (bounded mailboxes only)
         self._capacity = spec.capacity
         self._overflow = spec.overflow
         self._parker = parker
         self._on_drop = on_drop
         # Senders waiting for room, oldest first: (item, priority, promise resolved once in).
-        self._blocked: deque[tuple[tuple[int, Any, Any], int, Promise]] = deque()
+        self._blocked: deque[tuple[Item, int, Promise]] = deque()
         self._closed = False
-        self.enqueued = 0
+        self.taken = 0
+        self._removed = 0
+        self._high = 0
         self.dropped = 0
-        self.high_water = 0
 
     def __len__(self) -> int:
         return len(self._items) + self._extra
@@ -161,7 +239,18 @@ class MailboxQueue:
     def __bool__(self) -> bool:
         return bool(self._items) or self._extra > 0
 
-    def _append(self, item: tuple[int, Any, Any], priority: int = 0) -> None:
+    @property
+    def enqueued(self) -> int:
+        """Items accepted into the mailbox, ever (control items included)."""
+        return self.taken + self._removed + len(self._items) + self._extra
+
+    @property
+    def high_water(self) -> int:
+        """The largest depth seen."""
+        depth = len(self._items) + self._extra
+        return depth if depth > self._high else self._high
+
+    def _append(self, item: Item, priority: int = 0) -> None:
         if priority:
             lane = self._lanes.get(priority)
             if lane is None:
@@ -172,13 +261,10 @@ class MailboxQueue:
             self._extra += 1
         else:
             self._items.append(item)
-        self.enqueued += 1
-        n = len(self._items) + self._extra
-        if n > self.high_water:
-            self.high_water = n
-        self._parker.wake()
+        if self._parker.waiter is not None:  # the actor sleeps: wake it
+            self._parker.wake()
 
-    def put(self, item: tuple[int, Any, Any], priority: int = 0) -> bool:
+    def put(self, item: Item, priority: int = 0) -> bool:
         """Queue a user message without waiting.
 
         Returns ``False`` when the overflow policy dropped the *new* message. Raises
@@ -187,12 +273,7 @@ class MailboxQueue:
         cap = self._capacity
         if cap is None and not priority:
             # The hot path (unbounded, priority 0): _append inlined.
-            items = self._items
-            items.append(item)
-            self.enqueued += 1
-            n = len(items) + self._extra
-            if n > self.high_water:
-                self.high_water = n
+            self._items.append(item)
             if self._parker.waiter is not None:  # the actor sleeps: wake it
                 self._parker.wake()
             return True
@@ -215,6 +296,7 @@ class MailboxQueue:
                 self._on_drop(item, "dropped_oldest")
                 return False
             old = self._evict(lowest)
+            self._removed += 1
             self.dropped += 1
             self._append(item, priority)
             self._on_drop(old, "dropped_oldest")
@@ -225,12 +307,14 @@ class MailboxQueue:
             return False
         raise Full  # FAIL: the caller raises MailboxFull
 
-    def put_control(self, item: tuple[int, Any, Any]) -> None:
+    def put_control(self, item: Wrapped) -> None:
         """Queue a message that must never be refused or dropped (``Down``, timers, system
-        requests): in order with the rest, but outside the capacity."""
-        if item[0] == INFO:
-            item = (CONTROL, item[1], item[2])
-        self._control += 1
+        requests): in order with the rest, but outside the capacity. An ``INFO`` item is
+        queued as ``CONTROL``."""
+        if item.kind is INFO:
+            item = Wrapped(CONTROL, item.message)
+        if self._capacity is not None:
+            self._control += 1
         self._append(item)
 
     def _lowest_user_priority(self) -> int | None:
@@ -242,19 +326,19 @@ class MailboxQueue:
             return 0
         return -order[-1] if order else None
 
-    def _evict(self, priority: int) -> tuple[int, Any, Any]:
+    def _evict(self, priority: int) -> Item:
         if priority:
             return self._pop(priority)
         items = self._items
         for index, item in enumerate(items):
-            if item[0] < SYSTEM:  # a call, cast or send: a user message
+            if item.__class__ is not Wrapped or item.kind < SYSTEM:  # a user message
                 del items[index]
                 return item
         raise AssertionError("no user message to evict")  # pragma: no cover
 
     async def put_blocking(
         self,
-        item: tuple[int, Any, Any],
+        item: Item,
         backend: Backend,
         priority: int = 0,
         timeout: float | None = None,
@@ -269,7 +353,7 @@ class MailboxQueue:
         self._blocked.append((item, priority, promise))
         return bool(await promise.wait(timeout))
 
-    def _pop(self, priority: int) -> tuple[int, Any, Any]:
+    def _pop(self, priority: int) -> Item:
         if not priority:
             return self._items.popleft()
         lane = self._lanes[priority]
@@ -279,13 +363,19 @@ class MailboxQueue:
             self._order.remove(-priority)
         return item
 
-    def get(self) -> tuple[int, Any, Any]:
-        """Take the next message: highest priority first, oldest first within one."""
+    def get(self) -> Item:
+        """Take the next item: highest priority first, oldest first within one."""
+        depth = len(self._items) + self._extra
+        if depth > self._high:
+            self._high = depth
         if self._extra:
             top = -self._order[0]
             item = self._pop(top) if top > 0 or not self._items else self._items.popleft()
         else:
             item = self._items.popleft()
+        self.taken += 1
+        if self._control and item.__class__ is Wrapped and item.kind >= SYSTEM:
+            self._control -= 1
         if self._blocked:
             self._admit()
         return item
@@ -301,15 +391,19 @@ class MailboxQueue:
                 self._append(item, priority)
             # else: the sender was cancelled while waiting; its message was never sent.
 
-    def close(self) -> list[tuple[int, Any, Any]]:
+    def close(self) -> list[Item]:
         """Refuse everything from now on; return what was queued, in delivery order."""
         self._closed = True
-        left: list[tuple[int, Any, Any]] = []
+        depth = len(self._items) + self._extra
+        if depth > self._high:
+            self._high = depth
+        left: list[Item] = []
         for priority in [-p for p in self._order if p < 0]:  # higher priorities first
             left.extend(self._lanes[priority])
         left.extend(self._items)
         for priority in [-p for p in self._order if p > 0]:
             left.extend(self._lanes[priority])
+        self._removed += len(left)
         self._items.clear()
         self._lanes.clear()
         self._order.clear()
@@ -326,10 +420,11 @@ class MailboxQueue:
         return self._closed
 
     def statistics(self) -> MailboxStatistics:
+        depth = len(self._items) + self._extra
         return MailboxStatistics(
-            depth=len(self._items) + self._extra,
-            high_water=self.high_water,
-            enqueued=self.enqueued,
+            depth=depth,
+            high_water=depth if depth > self._high else self._high,
+            enqueued=self.taken + self._removed + depth,
             dropped=self.dropped,
             blocked_senders=sum(1 for _, _, p in self._blocked if not p.done()),
             capacity=self._capacity,

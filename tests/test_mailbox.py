@@ -363,3 +363,105 @@ async def test_call_timeout_validation_and_zero() -> None:
             with pytest.raises(otp.CallTimeout):
                 await ref.call("seen", timeout=0)
         assert await ref.call("seen") == []
+
+
+class _Gated(otp.GenServer):
+    """Handles every message at once, except a Block, which it waits on."""
+
+    async def handle_cast(self, message: Any) -> None:
+        if isinstance(message, Block):
+            await message.event.wait()
+
+    async def handle_info(self, message: Any) -> None:
+        pass
+
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        return request
+
+
+_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.sampled_from(["cast", "send"]), st.sampled_from([-1, 0, 0, 0, 2])),
+        st.tuples(st.sampled_from(["gate", "call", "settle"]), st.just(0)),
+    ),
+    max_size=40,
+)
+
+
+@given(
+    ops=_OPS,
+    shape=st.sampled_from(
+        [(None, otp.Overflow.BLOCK), (2, otp.Overflow.DROP_NEWEST), (3, otp.Overflow.DROP_OLDEST)]
+    ),
+)
+@PROPERTY
+def test_statistics_follow_a_model_of_the_mailbox(
+    anyio_backend: str, ops: list[tuple[str, int]], shape: tuple[int | None, otp.Overflow]
+) -> None:
+    """depth, enqueued, high_water, dropped and messages_handled are exact after every step
+    (they are derived when read: the hot paths keep fewer counters), priorities and
+    overflow included; a Block in hand is not counted as handled until it returns."""
+    capacity, policy = shape
+
+    async def scenario() -> None:
+        async with otp.Node() as node:
+            ref = await node.spawn(_Gated, mailbox=otp.Mailbox(capacity, policy))
+            queue: list[tuple[int, int, Any]] = []  # (priority, seq, message): the model
+            seq = 0
+            in_hand: Block | None = None
+            handled = enqueued = high = dropped = 0
+
+            def check() -> None:
+                stats = ref.statistics()
+                assert stats.messages_handled == handled
+                assert (stats.mailbox.depth, stats.mailbox.enqueued) == (len(queue), enqueued)
+                assert (stats.mailbox.high_water, stats.mailbox.dropped) == (high, dropped)
+
+            for op, priority in ops:
+                if op == "settle":
+                    if in_hand is not None:
+                        in_hand.event.set()
+                        in_hand = None
+                        handled += 1
+                    await anyio.wait_all_tasks_blocked()
+                    while queue and in_hand is None:  # the actor's order: priority, then FIFO
+                        best = max(queue, key=lambda e: (e[0], -e[1]))
+                        queue.remove(best)
+                        if isinstance(best[2], Block):
+                            in_hand = best[2]
+                        else:
+                            handled += 1
+                    check()
+                    continue
+                message: Any = Block(anyio.Event()) if op == "gate" else seq
+                seq += 1
+                accepted = True
+                if capacity is not None and len(queue) >= capacity:
+                    dropped += 1
+                    lowest = min(e[0] for e in queue)
+                    if policy is otp.Overflow.DROP_NEWEST or priority < lowest:
+                        accepted = False
+                    else:  # DROP_OLDEST: the oldest message of the lowest priority goes
+                        queue.remove(min((e for e in queue if e[0] == lowest), key=lambda e: e[1]))
+                if op == "cast":
+                    ref.cast_nowait(message, priority=priority)
+                elif op == "send":
+                    ref.send_nowait(message, priority=priority)
+                elif op == "gate":
+                    ref.cast_nowait(message)
+                else:  # a call whose reply nobody collects (a dropped one fails its handle)
+                    ref.send_request(message)
+                if accepted:
+                    queue.append((priority, seq, message))
+                    enqueued += 1
+                    high = max(high, len(queue))
+                check()
+            if in_hand is not None:
+                ref.kill()  # the Block in hand never returns: it is not counted as handled
+                await ref.join()
+            else:
+                await ref.stop()  # what is still queued becomes dead letters, unhandled
+            queue.clear()
+            check()
+
+    anyio.run(scenario, backend=anyio_backend)

@@ -27,7 +27,7 @@ from .._actor import ActorRef, Down
 from .._backends import Expired
 from .._broker import DeadLetter
 from .._exceptions import ActorExited, CodecError, MailboxFull
-from .._mailbox import CALL, CAST, INFO, Full, Overflow
+from .._mailbox import CALL, CAST, INFO, Full, Overflow, Wrapped, wrap
 from ._frames import (
     Call,
     Cast,
@@ -196,7 +196,7 @@ class Server:
         caller = backend.promise()
         mailbox = target._mailbox
         try:
-            mailbox.put((CALL, request, caller))
+            mailbox.put(Wrapped(CALL, request, caller))
         except Full:
             if mailbox._overflow is not Overflow.BLOCK:
                 self._reply(
@@ -257,7 +257,7 @@ class Server:
         kind = CAST if frame.kind == "cast" else INFO
         mailbox = target._mailbox
         try:
-            mailbox.put((kind, message, None))  # DROP_*: the actor records the letter
+            mailbox.put(wrap(kind, message))  # DROP_*: the actor records the letter
         except Full:
             if mailbox._overflow is not Overflow.BLOCK:
                 self.broker._dead_letter(DeadLetter(message, target, "mailbox_full"))
@@ -341,7 +341,7 @@ class Server:
                             timeout = max(0.0, remaining + broker._clock_tolerance())
                         try:
                             admitted = await self._put_waiting(
-                                target, (CALL, message, caller), timeout
+                                target, Wrapped(CALL, message, caller), timeout
                             )
                         except Expired:
                             self.expired += 1
@@ -354,7 +354,7 @@ class Server:
                             )
                 elif isinstance(frame, Cast):
                     kind = CAST if frame.kind == "cast" else INFO
-                    if not await self._put_waiting(target, (kind, message, None), None):
+                    if not await self._put_waiting(target, wrap(kind, message), None):
                         break
                     self._unqueue(frame)
                     self._consumed(frame)
