@@ -21,7 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 import attrs
@@ -86,6 +86,9 @@ logger = logging.getLogger("otp")
 
 #: The clock restart intensity and backoff are measured with (tests substitute it).
 _clock = time.monotonic
+
+#: How an exit past the restart intensity is reported (the give-up report follows).
+_NOT_RESTARTED = "not restarted: the restart intensity is reached"
 
 
 @attrs.define(eq=False)
@@ -473,16 +476,20 @@ class _Supervisor(GenServer):
             if spec.significant:
                 self._auto_shutdown(child)
             return
+        # Counted before it is reported: a restart past the intensity never happens, and
+        # the report says so (OTP reports child_terminated, then reached_max_restart_intensity).
+        restarting = self.intensity.add()
         logger.log(
             logging.ERROR if abnormal else logging.INFO,
-            "supervisor %r: child %r exited (%s); restarting it (%s)",
+            "supervisor %r: child %r exited (%s); %s",
             self.spec.name,
             child.id,
             _reason_text(reason),
-            self.spec.strategy.value,
+            f"restarting it ({self.spec.strategy.value})" if restarting else _NOT_RESTARTED,
             extra={"otp_event": "child_exited", "otp_supervisor": self.ref, "otp_reason": reason},
         )
-        self._count_restart(reason)
+        if not restarting:
+            self._give_up(reason)
         group = await self._stop_group(child)
         backoff = spec.backoff or self.spec.backoff
         if backoff is not None:
@@ -531,19 +538,21 @@ class _Supervisor(GenServer):
                 self.children.remove(other)
         return [c for c in group if c in self.children]
 
-    def _count_restart(self, reason: Any) -> None:
-        if not self.intensity.add():
-            logger.error(
-                "supervisor %r reached its restart intensity (more than %d restart(s) in %gs) "
-                "and gives up: stopping its children (last exit: %s)",
-                self.spec.name,
-                self.spec.max_restarts,
-                self.spec.within,
-                _reason_text(reason),
-                extra={"otp_event": "gave_up", "otp_supervisor": self.ref, "otp_reason": reason},
-            )
-            self.node._emit("gave_up", actor=self.ref, supervisor=self.ref, reason=reason)
-            raise SupervisorGaveUp(self.spec.name, self.spec.max_restarts, self.spec.within, reason)
+    def _give_up(self, reason: Any) -> NoReturn:
+        """The restart intensity is reached: raise :class:`otp.SupervisorGaveUp` (the
+        supervisor then stops its children and exits; OTP's ``shutdown`` report with
+        ``reached_max_restart_intensity``)."""
+        logger.error(
+            "supervisor %r reached its restart intensity (more than %d restart(s) in %gs) "
+            "and gives up: stopping its children (last exit: %s)",
+            self.spec.name,
+            self.spec.max_restarts,
+            self.spec.within,
+            _reason_text(reason),
+            extra={"otp_event": "gave_up", "otp_supervisor": self.ref, "otp_reason": reason},
+        )
+        self.node._emit("gave_up", actor=self.ref, supervisor=self.ref, reason=reason)
+        raise SupervisorGaveUp(self.spec.name, self.spec.max_restarts, self.spec.within, reason)
 
     async def _restart(self, trigger: _Child, group: list[_Child]) -> None:
         """Start ``group`` (already stopped) in order. If one fails, it alone is marked
@@ -558,17 +567,21 @@ class _Supervisor(GenServer):
             except StartFailed as exc:
                 child.restarting = True
                 cause = exc.__cause__ or exc
+                # A failed restart counts toward the intensity (before it is reported, as
+                # above); other requests (a shutdown, say) are served before the retry, as
+                # OTP's try_again_restart does.
+                retrying = self.intensity.add()
                 logger.error(
-                    "supervisor %r: restarting child %r failed (%s); will try again",
+                    "supervisor %r: restarting child %r failed (%s); %s",
                     self.spec.name,
                     child.id,
                     _reason_text(cause),
+                    "will try again" if retrying else _NOT_RESTARTED,
                     extra={"otp_event": "restart_failed", "otp_supervisor": self.ref},
                 )
-                # A failed restart counts toward the intensity; other requests (a shutdown,
-                # say) are served before the retry, as OTP's try_again_restart does.
                 self.node._emit("restart_failed", supervisor=self.ref, reason=cause)
-                self._count_restart(cause)
+                if not retrying:
+                    self._give_up(cause)
                 self.ref._deliver_control(_TryAgain(child))
                 return
             if ref is None:

@@ -473,6 +473,90 @@ async def test_spec_validation() -> None:
 # ------------------------------------------------------------------- nesting
 
 
+class FailsOnRestart(otp.GenServer):
+    """Its second start fails (its init raises); the others succeed."""
+
+    async def init(self, starts: list[int]) -> None:
+        starts.append(1)
+        if len(starts) == 2:
+            raise RuntimeError("no restart")
+
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        raise RuntimeError("boom")
+
+
+def reports(caplog: pytest.LogCaptureFixture, sup: Any) -> list[tuple[str, str]]:
+    return [
+        (r.otp_event, r.getMessage())
+        for r in caplog.records
+        if getattr(r, "otp_supervisor", None) is sup and hasattr(r, "otp_event")
+    ]
+
+
+async def test_a_give_up_is_not_reported_as_a_restart(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # OTP reports child_terminated, then shutdown with reached_max_restart_intensity: the
+    # exit that exceeds the intensity is never announced as "restarting it".
+    async with otp.Node() as node:
+        root = await node.start(
+            otp.supervisor(
+                "root",
+                [otp.supervisor("inner", [otp.worker(Counter, name="leaf")], max_restarts=1)],
+                max_restarts=5,
+            )
+        )
+        inner = node.whereis("inner")
+        with caplog.at_level(logging.INFO, logger="otp"):
+            leaf = node.whereis("leaf")
+            with pytest.raises(otp.ActorExited):
+                await leaf.call(Crash())
+            leaf = await restarted(inner, "leaf", leaf)  # the first restart is within it
+            with pytest.raises(otp.ActorExited):
+                await leaf.call(Crash())
+            await restarted(root, "inner", inner)
+        events = reports(caplog, inner)
+        assert [e for e, _ in events if e in ("child_exited", "gave_up")] == [
+            "child_exited",
+            "child_exited",
+            "gave_up",
+        ]
+        exits = [m for e, m in events if e == "child_exited"]
+        assert "restarting it (one_for_one)" in exits[0]
+        assert "restarting it" not in exits[1]
+        assert "not restarted: the restart intensity is reached" in exits[1]
+        [(_, parent)] = [(e, m) for e, m in reports(caplog, root) if e == "child_exited"]
+        assert "child 'inner'" in parent and "restarting it" in parent
+
+
+async def test_a_failed_restart_that_gives_up_does_not_promise_another_try(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    starts: list[int] = []
+    async with otp.Node() as node:
+        root = await node.start(
+            otp.supervisor(
+                "root",
+                [
+                    otp.supervisor(
+                        "inner", [otp.worker(FailsOnRestart, starts, name="w")], max_restarts=1
+                    )
+                ],
+                max_restarts=5,
+            )
+        )
+        inner = node.whereis("inner")
+        with caplog.at_level(logging.INFO, logger="otp"):
+            with pytest.raises(otp.ActorExited):
+                await node.whereis("w").call(Get())
+            await restarted(root, "inner", inner)  # the failed restart was one too many
+        events = [(e, m) for e, m in reports(caplog, inner) if e != "child_started"]
+        assert [e for e, _ in events] == ["child_exited", "restart_failed", "gave_up"]
+        assert "restarting it" in events[0][1]
+        assert "will try again" not in events[1][1]
+        assert "not restarted: the restart intensity is reached" in events[1][1]
+
+
 async def test_nested_supervisor_that_gives_up_is_restarted_by_its_parent(
     clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
