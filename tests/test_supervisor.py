@@ -511,10 +511,10 @@ async def test_a_give_up_is_not_reported_as_a_restart(
             leaf = node.whereis("leaf")
             with pytest.raises(otp.ActorExited):
                 await leaf.call(Crash())
-            leaf = await restarted(inner, "leaf", leaf)  # the first restart is within it
+            leaf = await wait_for_restart(inner, "leaf", leaf)  # the first restart is within it
             with pytest.raises(otp.ActorExited):
                 await leaf.call(Crash())
-            await restarted(root, "inner", inner)
+            await wait_for_restart(root, "inner", inner)
         events = reports(caplog, inner)
         assert [e for e, _ in events if e in ("child_exited", "gave_up")] == [
             "child_exited",
@@ -549,7 +549,7 @@ async def test_a_failed_restart_that_gives_up_does_not_promise_another_try(
         with caplog.at_level(logging.INFO, logger="otp"):
             with pytest.raises(otp.ActorExited):
                 await node.whereis("w").call(Get())
-            await restarted(root, "inner", inner)  # the failed restart was one too many
+            await wait_for_restart(root, "inner", inner)  # the failed restart was one too many
         events = [(e, m) for e, m in reports(caplog, inner) if e != "child_started"]
         assert [e for e, _ in events] == ["child_exited", "restart_failed", "gave_up"]
         assert "restarting it" in events[0][1]
