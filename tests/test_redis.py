@@ -22,7 +22,7 @@ import coredis
 
 import otp
 from otp.redis import NodeNameTaken, RedisBroker, RedisUnavailable, glob_for
-from otp.testing import wait_until
+from otp.testing import monitor_count, wait_until
 from tests._redis_messages import Add, Counter, Crash, Get, OrderCreated, Slow, Watcher
 from tests._redis_support import prefix, redis_url  # noqa: F401
 
@@ -78,6 +78,12 @@ class Recorder(otp.GenServer):
 
     async def handle_call(self, request: Any, caller: Any) -> Any:
         return list(self.got)
+
+
+async def has_got(ref: otp.ActorRef, count: int) -> bool:
+    """Whether ``ref`` (a Recorder, Watcher or GatedSubscriber: a call answers with what it
+    received) has received ``count`` messages; a predicate for ``wait_until``."""
+    return len(await ref.call(None)) == count
 
 
 # ---------------------------------------------------------------------------- topics
@@ -169,13 +175,13 @@ async def test_publish_reaches_every_node_and_filters_patterns_exactly(nodes: An
             with anyio.fail_after(5):
                 first = await local_sub.receive()
             assert first.message == OrderCreated(1)
-            await wait_until(lambda: len(hash_._server.got) == 3)
-            await wait_until(lambda: len(both._server.got) == 4)
+            await wait_until(lambda: has_got(hash_, 3))
+            await wait_until(lambda: has_got(both, 4))
             assert local_sub.receive_nowait() is None
-        assert star._server.got == [OrderCreated(1)]
-        assert hash_._server.got == [OrderCreated(1), OrderCreated(2), OrderCreated(4)]
+        assert await star.call(None) == [OrderCreated(1)]
+        assert await hash_.call(None) == [OrderCreated(1), OrderCreated(2), OrderCreated(4)]
         # An actor whose several patterns match gets a message once.
-        assert both._server.got == [OrderCreated(i) for i in (1, 2, 3, 4)]
+        assert await both.call(None) == [OrderCreated(i) for i in (1, 2, 3, 4)]
 
 
 async def test_envelope_metadata_crosses_nodes(nodes: Any) -> None:
@@ -331,8 +337,8 @@ async def test_remote_monitors(nodes: Any) -> None:
         await ref.call(Get())
         with pytest.raises(otp.ActorExited):
             await ref.call(Crash("oops"))
-        await wait_until(lambda: watcher._server.downs)
-        (down,) = watcher._server.downs
+        await wait_until(lambda: watcher.call("downs"))
+        (down,) = await watcher.call("downs")
         assert down.ref == ref
         assert isinstance(down.reason, otp.RemoteError)
         assert "oops" in str(down.reason)
@@ -340,11 +346,11 @@ async def test_remote_monitors(nodes: Any) -> None:
         assert not target.alive
         # Monitoring a dead remote actor: "noproc" at once (or once asked).
         late = await a.spawn(Watcher, ref)
-        await wait_until(lambda: late._server.downs)
-        assert late._server.downs[0].reason == RemoteErrorLike("oops")
+        await wait_until(lambda: late.call("downs"))
+        assert (await late.call("downs"))[0].reason == RemoteErrorLike("oops")
         nobody = await a.spawn(Watcher, a.broker.remote("nobody", "b"))
-        await wait_until(lambda: nobody._server.downs)
-        assert nobody._server.downs[0].reason == "noproc"
+        await wait_until(lambda: nobody.call("downs"))
+        assert (await nobody.call("downs"))[0].reason == "noproc"
 
 
 class RemoteErrorLike:
@@ -367,15 +373,15 @@ async def test_demonitor_and_watcher_exit_tell_the_remote_node(nodes: Any) -> No
         target = await b.spawn(Counter, name="t")
         ref = await a.broker.whereis("t")
         assert ref is not None
-        before = len(target._monitors)  # the node's own
+        before = monitor_count(target)  # the node's own
         one = await a.spawn(Demonitoring, ref)
         two = await a.spawn(Demonitoring, ref)
         await ref.call(Get())
-        await wait_until(lambda: len(target._monitors) == before + 2)
+        await wait_until(lambda: monitor_count(target) == before + 2)
         assert await one.call(None) is True
         assert await one.call(None) is False
         await two.stop()
-        await wait_until(lambda: len(target._monitors) == before)
+        await wait_until(lambda: monitor_count(target) == before)
         assert not b.broker.server.mon_in
 
 
@@ -392,9 +398,9 @@ async def test_node_leaving_cleanly(nodes: Any, redis_url: str, prefix: str) -> 
             watcher = await a.spawn(Watcher, ref)
             await ref.call(Get())
             assert await a.broker.nodes() == ["a", "b"]
-        await wait_until(lambda: watcher._server.downs)
+        await wait_until(lambda: watcher.call("downs"))
         # Its actors stopped with "shutdown" before it left.
-        assert [d.reason for d in watcher._server.downs] == ["shutdown"]
+        assert [d.reason for d in await watcher.call("downs")] == ["shutdown"]
         await wait_until(lambda: any(e.kind == "nodedown" for e in events))
         assert await a.broker.nodes() == ["a"]
         with pytest.raises(otp.ActorExited):
@@ -410,8 +416,8 @@ async def test_refs_inside_messages(nodes: Any) -> None:
         ref = await a.broker.whereis("pinger")
         assert ref is not None
         await ref.cast(PingMe(me))
-        await wait_until(lambda: me._server.got)
-        assert me._server.got == [Add(1)]
+        await wait_until(lambda: me.call(None))
+        assert await me.call(None) == [Add(1)]
 
 
 async def test_node_names_are_unique(nodes: Any, redis_url: str, prefix: str) -> None:  # noqa: F811
@@ -492,9 +498,10 @@ async def test_reconnects_after_the_connection_is_killed(
         assert b.broker.connected and b.broker.reconnects == 1
         # Subscriptions were restored.
         await a.broker.publish("rc.x", 1)
-        await wait_until(lambda: rec._server.got == [1])
+        await wait_until(lambda: has_got(rec, 1))
+        assert await rec.call(None) == [1]
         assert await ref.call(Get()) == 0
-        assert not watcher._server.downs
+        assert not await watcher.call("downs")
 
 
 async def test_monitors_and_calls_fail_with_noconnection(
@@ -526,7 +533,7 @@ async def test_monitors_and_calls_fail_with_noconnection(
                     if c.get("name") == f"otp:{a.broker.prefix}:a":
                         await raw.client_kill(identifier=int(c["id"]))
         assert outcome == ["noconnection"]
-        assert [d.reason for d in watcher._server.downs] == ["noconnection"]
+        assert [d.reason for d in await watcher.call("downs")] == ["noconnection"]
         assert await a.broker.wait_connected(5)
         assert await ref.call(Get()) == 0
 
@@ -595,8 +602,8 @@ async def test_publish_nowait_and_request_are_the_in_memory_brokers_own(nodes: A
         rec = await b.spawn(Recorder, "nw.*")
         for i in range(100):
             assert a.broker.publish_nowait("nw.x", i) == 1
-        await wait_until(lambda: len(rec._server.got) == 100)
-        assert rec._server.got == list(range(100))
+        await wait_until(lambda: has_got(rec, 100))
+        assert await rec.call(None) == list(range(100))
         stats = a.broker.statistics()
         assert stats.published >= 100 and stats.sent >= 100
         assert stats.pipelines >= 1  # queued frames went out together
@@ -743,7 +750,7 @@ async def test_a_full_subscriber_delays_only_its_own_publishes(nodes: Any) -> No
             with anyio.fail_after(5):
                 assert [(await full.receive()).message for _ in range(10)] == list(range(10))
             gate.set()
-            await wait_until(lambda: len(actor._server.got) == 10)
+            await wait_until(lambda: has_got(actor, 10))
             assert await actor.call(None) == list(range(10))
             await wait_until(lambda: b.broker.statistics().backlog == 0)
             assert b.broker.inbound.backlogs == {}
