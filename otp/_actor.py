@@ -531,7 +531,10 @@ class ActorRef:
         is not ``reason``: ``terminate`` raised (the exception is also ``__cause__``), it
         was killed, or it was already stopping for another reason (as ``gen_server:stop``
         exits with the other reason). ``reason=None`` means ``"normal"`` (``None`` is what
-        :attr:`exit_reason` says of a running actor).
+        :attr:`exit_reason` says of a running actor). With a cluster broker it returns once
+        the exit's releases are done there too: its :class:`otp.Global` name is free for a
+        claim from any node and ``node.locate`` no longer finds it (within ``timeout``, and
+        at most the broker's ``node_ttl``).
         """
         if get_ident() != self._thread:
             raise WrongThread(self, "stop")
@@ -541,11 +544,17 @@ class ActorRef:
             reason = "normal"
         if not self._alive:
             await self._backend.checkpoint()
+            await self._node._exits_settled(timeout)
             return
         self._request_stop(reason)
         if self._backend.current_task() is self._task:
             return
+        started = time.monotonic()
         actual = await self.join(timeout)
+        # What the exit freed in the cluster (a global name, group memberships) is freed
+        # there too before stop returns: another node may claim the name at once.
+        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
+        await self._node._exits_settled(left)
         if not _same_reason(actual, reason):
             # gen_server:stop/3 exits with the reason the server really exited with (a
             # crash in terminate, a kill, or a stop already under way for another reason).

@@ -502,6 +502,15 @@ class Node:
             if type(name) is Global and isinstance(self.broker, GlobalRegistry):
                 self.broker._release_global(name, actor)
 
+    async def _exits_settled(self, timeout: float | None) -> None:
+        """After an actor stopped: wait until the broker has done in the cluster what the
+        exits so far released (global names, group memberships), at most ``timeout``;
+        at once with a broker that has no cluster, and while the node closes (it flushes
+        them itself)."""
+        settle = getattr(self.broker, "_exits_settled", None)
+        if settle is not None and not self._closing:
+            await settle(timeout)
+
     async def _claim_global(self, name: str, ref: Any) -> None:
         """Claim a :class:`otp.Global` name in the cluster (already held on this node by
         ``ref``); on failure the local name is freed and :class:`otp.NameTaken` raised."""

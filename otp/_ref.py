@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, overload, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, overload, runtime_checkable
 
 from ._call import Call, R
+
+if TYPE_CHECKING:
+    from ._requests import RequestId
 
 __all__ = ["Ref"]
 
@@ -17,8 +20,8 @@ class Ref(Protocol):
     Annotate with ``otp.Ref`` where either kind may arrive: ``otp.Down.ref``,
     ``otp.MonitorRef.target``, ``GenServer.monitor``, ``node.locate``. Both
     :class:`otp.ActorRef` and :class:`otp.RemoteRef` satisfy it (``isinstance`` works too);
-    what only a local actor offers (``priority=``, ``kill``, ``join``, ``statistics``,
-    ``send_request``) needs the concrete type.
+    what only a local actor offers (``priority=``, ``kill``, ``join``, ``statistics``)
+    needs the concrete type.
     """
 
     @property
@@ -63,4 +66,21 @@ class Ref(Protocol):
 
     async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:
         """Stop the actor and wait until it has exited."""
+        ...
+
+    @overload
+    def send_request(self, request: Call[R]) -> RequestId[R]: ...
+    @overload
+    def send_request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object]
+    ) -> RequestId[object]: ...
+    @overload
+    def send_request(self, request: Any) -> RequestId[Any]: ...
+
+    def send_request(self, request: Any) -> RequestId[Any]:
+        """Send ``request`` to ``handle_call`` without waiting (``gen_server:send_request``)."""
+        ...
+
+    def exit(self, reason: Any) -> None:
+        """Send the actor an exit signal (``erlang:exit/2``); ``"kill"`` cannot be trapped."""
         ...

@@ -1,11 +1,12 @@
 """Refs to actors on other nodes: :class:`RemoteRef` and what a networked broker provides.
 
 A ``RemoteRef`` names an actor on another node (``node``, the registered ``name`` and, when
-it was looked up, the incarnation's ``id``) and forwards ``call``/``cast``/``send``/``stop``
-to the broker that knows how to reach that node (``otp.redis.RedisBroker``). Monitoring a
-remote ref from a GenServer (``self.monitor(ref)``) works as locally; the ``Down`` reason is
-the actor's exit reason, ``"noproc"``, ``"nodedown"`` (its node stopped heartbeating) or
-``"noconnection"`` (this node lost its broker connection).
+it was looked up, the incarnation's ``id``) and forwards ``call``, ``send_request``,
+``cast``, ``send``, ``stop`` and ``exit`` to the broker that knows how to reach that node
+(``otp.redis.RedisBroker``). Monitoring a remote ref from a GenServer
+(``self.monitor(ref)``) works as locally; the ``Down`` reason is the actor's exit reason,
+``"noproc"``, ``"nodedown"`` (its node stopped heartbeating) or ``"noconnection"`` (this
+node lost its broker connection).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, final, overload
 if TYPE_CHECKING:
     from ._actor import ActorRef, Down, MonitorRef
     from ._call import Call, R
+    from ._requests import RequestId
     from ._specs import ChildSpec
     from ._supervisor_ops import ChildCount, ChildInfo, Operation
 
@@ -32,6 +34,10 @@ class RemoteTransport(Protocol):
     def _remote_post_nowait(self, ref: RemoteRef, kind: str, message: Any) -> None: ...
 
     async def _remote_stop(self, ref: RemoteRef, reason: Any, timeout: float | None) -> None: ...
+
+    def _remote_send_request(self, ref: RemoteRef, request: Any) -> RequestId[Any]: ...
+
+    def _remote_exit(self, ref: RemoteRef, reason: Any) -> None: ...
 
     def _remote_monitor(
         self, ref: RemoteRef, deliver: Callable[[Down], None], watcher: ActorRef | None
@@ -58,11 +64,13 @@ class _Monitors:
 @final
 class RemoteRef:
     """A handle on an actor of another node, usable where an :class:`otp.ActorRef` is:
-    ``name``, ``await call(request, timeout=5.0)``, ``await cast(message)``,
-    ``await send(message)``, ``await stop(reason="normal")``, ``alive``, and
-    ``self.monitor(ref)`` in a GenServer. A ref to a supervisor also has the supervisor
-    API (``start_child``, ``terminate_child``, ``restart_child``, ``delete_child``,
-    ``which_children``, ``count_children``), with the supervisor's errors.
+    ``name``, ``await call(request, timeout=5.0)``, ``send_request(request)``,
+    ``await cast(message)``, ``await send(message)``, ``await stop(reason="normal")``,
+    ``exit(reason)``, ``alive``, and ``self.monitor(ref)`` in a GenServer. A ref to a
+    supervisor also has the supervisor API (``start_child``, ``terminate_child``,
+    ``restart_child``, ``delete_child``, ``which_children``, ``count_children``), with the
+    supervisor's errors; a ref to a worker pool dispatches calls, casts and sends to one
+    of its workers, as :class:`otp.PoolRef` does.
 
     Semantics follow the local ones: ``call`` raises :class:`otp.CallTimeout` after
     ``timeout`` and :class:`otp.ActorExited` at once when the actor is dead (``"noproc"``),
@@ -158,6 +166,46 @@ class RemoteRef:
         ``"noconnection"``), :class:`otp.MailboxFull`, :class:`otp.CodecError`.
         """
         return await self._transport._remote_call(self, request, timeout)
+
+    @overload
+    def send_request(self, request: Call[R]) -> RequestId[R]: ...
+    @overload
+    def send_request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
+        self, request: Call[object]
+    ) -> RequestId[object]: ...
+    @overload
+    def send_request(self, request: Any) -> RequestId[Any]: ...
+
+    def send_request(self, request: Any) -> RequestId[Any]:
+        """Send ``request`` to the remote actor's ``handle_call`` without waiting; collect
+        the reply later with ``await handle.wait(timeout)`` (``gen_server:send_request/2``
+        to a pid on another node). See :class:`otp.RequestId` and :class:`otp.RequestIds`.
+
+        Never yields. As with :meth:`otp.ActorRef.send_request`, a handle to an actor
+        known to be dead (or whose node is unreachable) already holds its
+        :class:`otp.ActorExited` (``"noproc"``, ``"nodedown"``, ``"noconnection"``), and
+        the handle fails with it if the actor dies or its node goes down before it
+        replies. A full mailbox over there is learnt only with the answer: the handle
+        fails with :class:`otp.MailboxFull` (locally ``send_request`` raises it at once).
+        Raises :class:`otp.CodecError` at once if ``request`` cannot cross.
+        """
+        return self._transport._remote_send_request(self, request)
+
+    def exit(self, reason: Any) -> None:
+        """Send the remote actor an exit signal (``erlang:exit/2`` to a pid on another
+        node); it does not wait, as locally.
+
+        The signal has the local semantics on the actor's node (:meth:`otp.ActorRef.exit`):
+        ``"kill"`` cannot be trapped (the actor dies with reason ``"killed"``); an actor
+        that traps exits gets ``otp.Exit(sender, reason)`` in ``handle_info``, ``sender``
+        being a :class:`RemoteRef` to the calling actor (``None`` outside any actor); one
+        that does not trap exits ignores ``"normal"`` and dies at once with any other
+        reason. A dead actor, or one whose node is down, ignores it (at most once, as
+        every signal between nodes: a signal lost with the connection is not resent).
+        ``reason=None`` means ``"normal"``; a reason the codec cannot carry arrives as an
+        :class:`otp.RemoteError` (its type and text).
+        """
+        self._transport._remote_exit(self, "normal" if reason is None else reason)
 
     async def cast(self, message: Any) -> None:
         """Send ``message`` to ``handle_cast``; never waits for it to be handled."""

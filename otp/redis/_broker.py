@@ -44,6 +44,7 @@ from ._frames import (
     Credit,
     Demonitor,
     DownNotice,
+    ExitSignal,
     Frame,
     Hello,
     Monitor,
@@ -53,11 +54,11 @@ from ._frames import (
     Sync,
     Where,
     Whereis,
-    WireRef,
     decode,
     encode,
     malformed,
     pub_tree,
+    ref_tree,
 )
 from ._inbound import Inbound
 from ._membership import Membership, NodeDown, NodeMonitor, deliver_to
@@ -78,7 +79,7 @@ logger = logging.getLogger("otp.redis")
 _UTC = datetime.UTC
 
 #: Frames of these kinds act for this node's identity: served only while its lease runs.
-_SERVED: Final = (Call, Cast, Stop, Monitor, Whereis, Sync)
+_SERVED: Final = (Call, Cast, Stop, ExitSignal, Monitor, Whereis, Sync)
 
 #: Leave: delete the node's key if it still holds this incarnation (a takeover's is not
 #: ours to delete), forget the name, say goodbye. KEYS: the node's key, the nodes set,
@@ -95,15 +96,15 @@ return 1
 
 @attrs.frozen
 class RedisStatistics(BrokerStatistics):
-    """:class:`otp.BrokerStatistics` of a :class:`RedisBroker`, with its own counters:
+    r""":class:`otp.BrokerStatistics` of a :class:`RedisBroker`, with its own counters:
     ``wire_errors`` (frames refused: dead letters), ``expired`` (calls dropped past their
     deadline), ``reconnects``, ``nodes_up`` (other nodes seen up now), ``sent``
     (frames sent), ``pipelines`` (batches of several), ``outbox`` (frames waiting to be
     sent), ``backlog`` (inbound frames and publishes waiting for room in a mailbox or a
     subscription), ``inbound_full`` (those refused because that backlog was at
-    ``inbound_limit``), ``credit_waits``
-    (times a sender waited for credit), ``held`` (frames held while the lease ran out)
-    and ``fenced``."""
+    ``inbound_limit``), ``credit_waits`` (times a sender waited for credit), ``held``
+    (frames held while the lease ran out), ``fenced`` and ``awaiting`` (remote calls and
+    ``send_request``\ s of this node waiting for their answer now)."""
 
     wire_errors: int = 0
     expired: int = 0
@@ -117,6 +118,7 @@ class RedisStatistics(BrokerStatistics):
     credit_waits: int = 0
     held: int = 0
     fenced: bool = False
+    awaiting: int = 0
 
 
 class RedisBroker(ClusterPrimitives):
@@ -301,6 +303,7 @@ class RedisBroker(ClusterPrimitives):
             credit_waits=self.remote_actors.credit_waits,
             held=len(self.server.held) + len(self._held_pubs),
             fenced=session.fenced,
+            awaiting=len(self.remote_actors.calls),
         )
 
     def _require_node(self) -> Node:
@@ -563,7 +566,7 @@ class RedisBroker(ClusterPrimitives):
 
     def _envelope_of(self, pub: Pub) -> Envelope:
         refs = self.remote_actors
-        sender = refs._ref_from_wire(_ref_tree(pub.sender)) if pub.sender is not None else None
+        sender = refs._ref_from_wire(ref_tree(pub.sender)) if pub.sender is not None else None
         return Envelope(
             id=pub.id,
             topic=pub.topic,
@@ -751,11 +754,6 @@ class RedisBroker(ClusterPrimitives):
         answered within ``timeout`` seconds. With several holders, the first answer wins:
         pass ``node`` to choose."""
         return await self.remote_actors.whereis(name, node, timeout)
-
-
-def _ref_tree(ref: WireRef) -> dict[str, Any]:
-    tree = {"n": ref.node, "i": ref.incarnation, "a": ref.id, "nm": ref.name}
-    return {k: v for k, v in tree.items() if v is not None}
 
 
 def _client_factory(

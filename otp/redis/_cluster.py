@@ -134,6 +134,12 @@ class ClusterPrimitives(InMemoryBroker):
         self._later_wake = anyio.Event()
         self._later_idle = anyio.Event()
         self._later_idle.set()
+        # Releases queued and performed so far: a stop waits until those queued before it
+        # are done (see _exits_settled); the queue is FIFO, so one count says it.
+        self._later_queued = 0
+        self._later_done = 0
+        self._later_progress = anyio.Event()
+        self._later_running = False
         self._cluster_ready = anyio.Event()
 
     # ------------------------------------------------------------------ the node's hooks
@@ -297,8 +303,27 @@ class ClusterPrimitives(InMemoryBroker):
     def _cluster_later(self, item: tuple[Any, ...]) -> None:
         """Queue a release (from synchronous code); the cluster loop performs it."""
         self._later.append(item)
+        self._later_queued += 1
         self._later_idle = anyio.Event()
         self._later_wake.set()
+
+    def _exits_pending(self) -> bool:
+        """Whether releases queued by exits are still to be done in Redis."""
+        return self._later_running and self._later_done < self._later_queued
+
+    async def _exits_settled(self, timeout: float | None) -> None:
+        """Wait until the releases queued so far (the global names and group memberships
+        of actors that exited) are done in Redis, so every node sees them free: what
+        ``await ref.stop()`` does after the exit. At most ``timeout`` and at most
+        ``node_ttl`` seconds (by then an unrenewed key has expired anyway); at once when
+        nothing is pending or the node is leaving (it flushes them itself)."""
+        mark = self._later_queued
+        if not self._later_running or self._later_done >= mark:
+            return
+        limit = self.node_ttl if timeout is None else min(timeout, self.node_ttl)
+        with anyio.move_on_after(limit):
+            while self._later_running and self._later_done < mark:
+                await self._later_progress.wait()
 
     async def _cluster_flush(self, timeout: float) -> None:
         """Wait until the queued releases are done (the node is leaving)."""
@@ -312,6 +337,14 @@ class ClusterPrimitives(InMemoryBroker):
             await self._later_loop()
 
     async def _later_loop(self) -> None:
+        self._later_running = True
+        try:
+            await self._perform_later()
+        finally:
+            self._later_running = False
+            self._later_progress.set()  # waiters look again and find the loop gone
+
+    async def _perform_later(self) -> None:
         later = self._later
         while True:
             while later:
@@ -325,10 +358,13 @@ class ClusterPrimitives(InMemoryBroker):
                 try:
                     await GlobalNames.release_now(client, names)
                     await self.group_table.leave_now(client, members)
-                    await self.group_table.hint_all({group for group, _ in members})
                 except Exception as exc:
                     # Not renewed any more, the keys expire within node_ttl anyway.
                     logger.info("releasing names or group members failed: %s", describe(exc))
+                self._later_done += len(items)
+                progress, self._later_progress = self._later_progress, anyio.Event()
+                progress.set()
+                await self.group_table.hint_all({group for group, _ in members})  # best effort
             self._later_idle.set()
             self._later_wake = anyio.Event()
             if not later:

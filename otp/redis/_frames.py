@@ -14,7 +14,8 @@ call   :class:`Call`            c call id, to target, m request, dl deadline
 cast   :class:`Cast`            to, m, fl flow, sq sequence number in the flow
 send   :class:`Send`            as cast (to ``handle_info``)
 stop   :class:`Stop`            c, to, why reason
-reply  :class:`Reply`           c, s status (ok, exit, full, err), v value
+exit   :class:`ExitSignal`      to, why reason, s sender ref (``erlang:exit/2``)
+reply  :class:`Reply`           c, s status (ok, exit, full, raise, err), v value
 mon    :class:`Monitor`         mid monitor id, to
 demon  :class:`Demonitor`       mid
 down   :class:`DownNotice`      mid, why
@@ -60,6 +61,7 @@ __all__ = [
     "Credit",
     "Demonitor",
     "DownNotice",
+    "ExitSignal",
     "Frame",
     "Hello",
     "Monitor",
@@ -80,6 +82,7 @@ __all__ = [
     "pub_tree",
     "reason_from_wire",
     "reason_to_wire",
+    "ref_tree",
     "target_tree",
 ]
 
@@ -253,7 +256,18 @@ class Stop(Frame):
     why: Any = _wire("why")
 
 
-REPLY_STATUSES: Final = frozenset({"ok", "exit", "full", "err"})
+@attrs.frozen(kw_only=True)
+class ExitSignal(Frame):
+    """An exit signal for ``to`` (``erlang:exit/2``), from the actor ``sender`` (``None``:
+    code outside any actor). No answer: a signal is asynchronous."""
+
+    kind: ClassVar[str] = "exit"
+    to: Target = _wire("to")
+    why: Any = _wire("why")
+    sender: WireRef | None = _wire("s", default=None)
+
+
+REPLY_STATUSES: Final = frozenset({"ok", "exit", "full", "raise", "err"})
 
 
 def _status(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -265,7 +279,8 @@ def _status(_: Any, attribute: attrs.Attribute[Any], value: str) -> None:
 class Reply(Frame):
     """The answer to a call or a stop: ``status`` says what ``value`` is (``ok``: the
     reply's tree; ``exit``: an exit reason; ``full``: ``[capacity, overflow]``;
-    ``err``: a text)."""
+    ``raise``: the tree of an exception the call raises, such as a pool's
+    :class:`otp.NotFound`; ``err``: a text)."""
 
     kind: ClassVar[str] = "reply"
     cid: int = _wire("c", validator=_count)
@@ -341,6 +356,7 @@ FRAMES: Final[Mapping[str, type[Frame]]] = {
         Cast,
         Send,
         Stop,
+        ExitSignal,
         Reply,
         Monitor,
         Demonitor,
@@ -516,6 +532,11 @@ def post_tree(
 ) -> dict[str, Any]:
     """The tree of a :class:`Cast` (``kind="cast"``) or :class:`Send` frame."""
     return {"f": node, "fi": incarnation, "to": to, "m": message, "fl": flow, "sq": seq, "k": kind}
+
+
+def ref_tree(ref: WireRef) -> dict[str, Any]:
+    """The tree of a decoded :class:`WireRef` (for the codec's ref lender)."""
+    return _tree(ref)  # type: ignore[no-any-return]
 
 
 def target_tree(target: Target) -> dict[str, Any]:

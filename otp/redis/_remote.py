@@ -20,21 +20,23 @@ from __future__ import annotations
 import logging
 import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
 
-from .._actor import ActorRef, Down, MonitorRef
+from .._actor import ActorRef, Down, MonitorRef, _calling_actor
 from .._backends import Expired
 from .._broker import DeadLetter
 from .._exceptions import ActorExited, CallTimeout, CodecError, MailboxFull
 from .._mailbox import Overflow
 from .._remote import RemoteRef
+from .._requests import RequestId
 from ._frames import (
     Call,
     Credit,
     Demonitor,
     DownNotice,
+    ExitSignal,
     Monitor,
     Reply,
     Stop,
@@ -77,13 +79,27 @@ class _Gather:
             self.promise.resolve(None)
 
 
-class _Pending:
-    __slots__ = ("promise", "ref", "request")
+class _Answer(Protocol):
+    """Where a reply goes: a call's promise, or a request's slot (``send_request``)."""
 
-    def __init__(self, promise: Promise, ref: RemoteRef, request: Any) -> None:
+    def resolve(self, value: object) -> bool: ...
+
+    def fail(self, exc: BaseException) -> bool: ...
+
+
+class _Pending:
+    """A call waiting for its reply. ``detached`` (a ``send_request``): nobody awaits it
+    here, so the entry is removed when the answer (or the failure) arrives."""
+
+    __slots__ = ("detached", "promise", "ref", "request")
+
+    def __init__(
+        self, promise: _Answer, ref: RemoteRef, request: Any, *, detached: bool = False
+    ) -> None:
         self.promise = promise
         self.ref = ref
         self.request = request
+        self.detached = detached
 
 
 class _Flow:
@@ -138,7 +154,8 @@ class RemoteActors:
     # ------------------------------------------------------------------ failures
 
     def connection_lost(self) -> None:
-        for pending in list(self.calls.values()):
+        for cid, pending in list(self.calls.items()):
+            self._settled(cid, pending)
             pending.promise.fail(exited(pending.ref, "noconnection"))
         for gather in list(self.gathers.values()):
             gather.promise.resolve(None)
@@ -148,8 +165,9 @@ class RemoteActors:
             flow.forgive()
 
     def peer_down(self, peer: str) -> None:
-        for pending in list(self.calls.values()):
+        for cid, pending in list(self.calls.items()):
             if pending.ref.node == peer:
+                self._settled(cid, pending)
                 pending.promise.fail(exited(pending.ref, "nodedown"))
         for gather in list(self.gathers.values()):
             if peer in gather.asked:
@@ -329,6 +347,48 @@ class RemoteActors:
         finally:
             self.calls.pop(cid, None)
 
+    def _settled(self, cid: int, pending: _Pending) -> None:
+        """A detached call's answer arrived: forget it (an awaited call forgets its own)."""
+        if pending.detached:
+            self.calls.pop(cid, None)
+
+    def _remote_send_request(self, ref: RemoteRef, request: Any) -> RequestId[Any]:
+        broker = self.broker
+        node = broker._require_node()
+        handle: RequestId[Any] = RequestId(ref, request, broker._backend(), node._deadlines)
+        slot = handle._slot
+        why = ref._exit_reason if ref._exit_reason is not None else self._unreachable(ref)
+        if why is not None:
+            slot.fail(exited(ref, why))
+            return handle
+        # No deadline: as locally, a request waits for its answer as long as the actor
+        # lives (the handle's wait/receive timeouts are the caller's own).
+        cid = next(broker._counter)
+        tree = broker.codec.to_wire(request, refs=self)
+        frame = Call(cid=cid, to=self.target_of(ref), message=tree, deadline=None, **broker._me)
+        data = broker._dumps(encode(frame))  # CodecError (oversized) before anything is kept
+        pending = self.calls[cid] = _Pending(slot, ref, request, detached=True)
+
+        def fail(why: str) -> None:
+            self._settled(cid, pending)
+            slot.fail(exited(ref, why))
+
+        broker.session.send(broker.names.control(ref.node), data, self._sent_to(ref, fail))
+        return handle
+
+    def _remote_exit(self, ref: RemoteRef, reason: Any) -> None:
+        if ref._exit_reason is not None or self._unreachable(ref) is not None:
+            return  # a dead actor ignores a signal; one out of reach cannot get it
+        broker = self.broker
+        sender = _calling_actor()
+        frame = ExitSignal(
+            to=self.target_of(ref),
+            why=reason_to_wire(broker.codec, reason, broker.node_name, self),
+            sender=None if sender is None else decode_ref(self._ref_to_wire(sender)),
+            **broker._me,
+        )
+        broker.session.post(ref.node, encode(frame))
+
     def _flow(self, ref: RemoteRef) -> _Flow:
         key = (ref.node, ref.name, ref.id, ref.incarnation)
         flow = self.flows.get(key)
@@ -489,6 +549,7 @@ class RemoteActors:
         pending = self.calls.get(frame.cid)
         if pending is None or pending.ref.node != frame.node:
             return  # the caller gave up: a late reply is dropped, as locally
+        self._settled(frame.cid, pending)
         codec = self.broker.codec
         ref = pending.ref
         status = frame.status
@@ -509,6 +570,15 @@ class RemoteActors:
             except (ValueError, TypeError):
                 overflow = None
             pending.promise.fail(MailboxFull(ref, capacity, overflow))
+        elif status == "raise":
+            try:
+                error = codec.from_wire(frame.value, refs=self)
+                if not isinstance(error, BaseException):
+                    raise malformed("a 'raise' reply holds an exception")
+            except CodecError as bad:
+                pending.promise.fail(bad)  # the caller learns why now, not by its timeout
+                raise
+            pending.promise.fail(error)
         else:
             text = frame.value if type(frame.value) is str else "the reply could not be encoded"
             pending.promise.fail(CodecError("unencodable", text[:1000]))
@@ -519,5 +589,5 @@ class RemoteActors:
         return sum(1 for flow in self.flows.values() if flow.sent - flow.acked >= self.window)
 
 
-def _fail(promise: Promise, error: BaseException) -> None:
+def _fail(promise: _Answer, error: BaseException) -> None:
     promise.fail(error)

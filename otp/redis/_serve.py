@@ -1,5 +1,13 @@
-"""Serving local actors to other nodes: calls, casts, sends, stops and monitors that
-arrive on the node's control channel.
+"""Serving local actors to other nodes: calls, casts, sends, stops, exit signals and
+monitors that arrive on the node's control channel.
+
+* **Pools.** A frame for a worker pool (:func:`otp.worker_pool`) is dispatched as the
+  local :class:`otp.PoolRef` dispatches it: a call, cast or send goes to one worker
+  (round robin, least busy or by key), a supervisor operation to the pool's supervisor.
+* **Exits.** A stop is answered once the actor has exited *and* what its exit freed in
+  the cluster (its global name, its group memberships) is freed in Redis; a ``down``
+  notice for such an actor waits for that too, so the node that learns of the exit can
+  claim the name at once.
 
 * **No head-of-line blocking.** A frame goes straight into its actor's mailbox when there
   is room. Only when that mailbox is full and ``BLOCK`` does the frame wait, in a queue of
@@ -26,13 +34,16 @@ from typing import TYPE_CHECKING, Any, Final
 from .._actor import ActorRef, Down
 from .._backends import Expired
 from .._broker import DeadLetter
-from .._exceptions import ActorExited, CodecError, MailboxFull
+from .._exceptions import ActorExited, CodecError, MailboxFull, NotFound
 from .._mailbox import CALL, CAST, INFO, Full, Overflow, Wrapped, wrap
+from .._supervisor_ops import SupervisorOp, _Call
+from .._supervisor_refs import PoolRef
 from ._frames import (
     Call,
     Cast,
     Credit,
     DownNotice,
+    ExitSignal,
     Frame,
     Monitor,
     Reply,
@@ -43,6 +54,7 @@ from ._frames import (
     encode,
     reason_from_wire,
     reason_to_wire,
+    ref_tree,
 )
 
 if TYPE_CHECKING:
@@ -139,6 +151,8 @@ class Server:
                 self._on_whereis(frame)
             elif isinstance(frame, Stop):
                 self._on_stop(frame)
+            elif isinstance(frame, ExitSignal):
+                self._on_exit(frame)
             elif isinstance(frame, Sync):
                 self._on_sync(frame)
         except CodecError as error:
@@ -184,6 +198,13 @@ class Server:
             text = f"node {broker.node_name!r} cannot decode the request: {error}"
             self._reply(frame.node, frame.cid, "err", text)
             raise
+        if isinstance(target, PoolRef) and not isinstance(request, (SupervisorOp, _Call)):
+            try:
+                target = target._pick(request)
+            except NotFound as refusal:  # every worker is restarting: as PoolRef.call
+                tree = broker.codec.to_wire(refusal, refs=broker.remote_actors)
+                self._reply(frame.node, frame.cid, "raise", tree)
+                return
         backlog = self.backlogs.get(target)
         if backlog is not None:
             self._queue(target, frame, request)
@@ -244,6 +265,11 @@ class Server:
         broker = self.broker
         target = broker.remote_actors.resolve_local(frame.to)
         message = broker.codec.from_wire(frame.message, refs=broker.remote_actors)
+        if isinstance(target, PoolRef):
+            try:
+                target = target._pick(message)
+            except NotFound:
+                target = None  # every worker is restarting: nobody takes it
         if target is None:
             self._dead(frame, message, "noproc")
             self._consumed(frame)
@@ -401,12 +427,26 @@ class Server:
         self._spawn(self._stop_for, frame.node, frame.cid, target, reason)
 
     async def _stop_for(self, peer: str, cid: int, target: ActorRef, reason: Any) -> None:
+        # ActorRef.stop returns once the exit's releases are done in Redis too (a global
+        # name is free when the caller's stop returns).
         try:
             await target.stop(reason)
         except ActorExited as exc:  # it exited with another reason (terminate raised)
             self._exit_reply(peer, cid, exc.reason)
             return
         self._reply(peer, cid, "ok", None)
+
+    def _on_exit(self, frame: ExitSignal) -> None:
+        """An exit signal from another node (``erlang:exit/2``): the local rules apply
+        (``ActorRef._signal``); the sender is a remote ref, never the target's parent."""
+        broker = self.broker
+        refs = broker.remote_actors
+        target = refs.resolve_local(frame.to)
+        if target is None:
+            return  # a dead actor ignores a signal
+        reason = reason_from_wire(broker.codec, frame.why, refs)
+        sender: Any = None if frame.sender is None else refs._ref_from_wire(ref_tree(frame.sender))
+        target._signal(sender, reason, linked=False)
 
     def _on_monitor(self, frame: Monitor) -> None:
         broker = self.broker
@@ -420,12 +460,21 @@ class Server:
 
         def deliver(down: Down) -> None:
             if self.mon_in.pop((peer, mid), None) is not None:
-                self._answer(peer, self._down_frame(mid, down.reason))
+                if broker._exits_pending():
+                    # Told once the exit's releases are done: a watcher that claims the
+                    # name on its Down finds it free.
+                    self._spawn(self._down_later, peer, mid, down.reason)
+                else:
+                    self._answer(peer, self._down_frame(mid, down.reason))
 
         self.mon_in[(peer, mid)] = (target, None)
         local = target._add_monitor(deliver)
         if (peer, mid) in self.mon_in:
             self.mon_in[(peer, mid)] = (target, local)
+
+    async def _down_later(self, peer: str, mid: int, reason: Any) -> None:
+        await self.broker._exits_settled(None)
+        self._answer(peer, self._down_frame(mid, reason))
 
     def on_demonitor(self, peer: str, mid: int) -> None:
         entry = self.mon_in.pop((peer, mid), None)
