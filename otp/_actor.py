@@ -266,15 +266,17 @@ class ActorRef:
     _backend: Backend
     _mailbox: MailboxQueue
     _parker: Any
-    _scope: anyio.CancelScope
+    _scope: anyio.CancelScope | None  # None until start_actor hands it anyio's (see there)
     _task: object
     _alive: bool
     _stop_reason: Any
     _exit_reason: Any
-    _exit_waiters: list[Promise]
-    # monitor -> (deliver the Down, the watching actor if any); both sides are cleaned up
-    # whichever exits first, so neither keeps the other alive.
-    _monitors: dict[MonitorRef, tuple[Callable[[Down], None], ActorRef | None]]
+    _exit_waiters: list[Promise] | None  # created on first use
+    # monitor -> the watching actor (its _deliver_control gets the Down), or the callback
+    # for a watcher that is not a local actor (no tuple or bound method per monitor: a
+    # supervisor monitors each of its children). Both sides are cleaned up whichever
+    # exits first, so neither keeps the other alive.
+    _monitors: dict[MonitorRef, ActorRef | Callable[[Down], None]]
     _watching: dict[MonitorRef, ActorRef]
     _pending: set[Promise] | None  # created on first use: most actors never need it
     _prune_at: int
@@ -283,7 +285,8 @@ class ActorRef:
     # records the message of a cast only if its callback raises, for the crash report.
     # messages_handled is mailbox.taken minus the one in hand.
     _current: Any
-    _continues: list[Any]  # a list (56 B) rather than a deque (624 B): it holds 0-2 items
+    # A list (56 B) rather than a deque (624 B): it holds 0-2 items; created on first use.
+    _continues: list[Any] | None
     _timers: set[TimerRef] | None
     _started_at: float
     _shutdown_timeout: Shutdown
@@ -313,22 +316,24 @@ class ActorRef:
         self._server = server
         self._backend = backend
         self._parker = parker = backend.parker()
-        self._mailbox = MailboxQueue(mailbox, parker, self._on_drop)
+        self._mailbox = MailboxQueue(mailbox, parker, self)
         # Shielded: an actor dies only by its own exit or an explicit kill, never because
         # some enclosing scope was cancelled (Erlang processes are independent). The node
-        # and supervisors stop actors explicitly, in order.
-        self._scope = anyio.CancelScope(shield=True)
+        # and supervisors stop actors explicitly, in order. start_actor replaces it with
+        # the scope anyio already puts around the task, where there is one (one scope,
+        # and its two sets, fewer per actor).
+        self._scope = None if _OUTER_SCOPE else anyio.CancelScope(shield=True)
         self._task = None
         self._alive = True
         self._stop_reason = _RUNNING
         self._exit_reason = None
-        self._exit_waiters = []
+        self._exit_waiters = None
         self._monitors = {}
         self._watching = {}
         self._pending = None
         self._prune_at = 64
         self._current = None
-        self._continues = []
+        self._continues = None
         self._timers = None
         self._started_at = time.monotonic()
         self._shutdown_timeout = shutdown
@@ -567,7 +572,11 @@ class ActorRef:
         if get_ident() != self._thread:
             raise WrongThread(self, "kill")
         if self._alive:
-            self._scope.cancel()
+            scope = self._scope
+            if scope is None:
+                # Killed before start_actor gave it its scope: it passes the kill on.
+                scope = self._scope = anyio.CancelScope(shield=True)
+            scope.cancel()
 
     def exit(self, reason: Any) -> None:
         """Send this actor an exit signal (``erlang:exit/2``); it does not wait.
@@ -601,8 +610,7 @@ class ActorRef:
         if not self._alive:
             await self._backend.checkpoint()
             return self._exit_reason
-        waiter = self._backend.promise()
-        self._exit_waiters.append(waiter)
+        waiter = self._exit_waiter()
         try:
             return await waiter.wait(timeout)
         except Expired:
@@ -641,7 +649,9 @@ class ActorRef:
             mailbox=self._mailbox.statistics(),
             links=tuple(self._links) if self._links else (),
             monitors=tuple(dict.fromkeys(self._watching.values())),
-            monitored_by=tuple(dict.fromkeys(w for _, w in self._monitors.values() if w)),
+            monitored_by=tuple(
+                dict.fromkeys(w for w in self._monitors.values() if isinstance(w, ActorRef))
+            ),
             trap_exit=_traps(self._server),
         )
 
@@ -763,7 +773,7 @@ class ActorRef:
         From the actor's own task it raises :class:`_SelfExit`, so the callback ends here
         and no reply or later line of it runs (cancellation would only land at its next
         ``await``)."""
-        if self._alive and not self._scope.cancel_called:
+        if self._alive and not (self._scope is not None and self._scope.cancel_called):
             self._kill_reason = reason
             self.kill()
             if self._backend.current_task() is self._task:
@@ -816,10 +826,13 @@ class ActorRef:
     def _add_monitor(
         self, deliver: Callable[[Down], None], watcher: ActorRef | None = None
     ) -> MonitorRef:
-        """Call ``deliver(Down(...))`` once this actor exits (at once if it is dead)."""
+        """Call ``deliver(Down(...))`` once this actor exits (at once if it is dead).
+
+        A ``watcher`` (the local actor that monitors) must pass its own
+        ``_deliver_control`` as ``deliver``: only the watcher is kept."""
         monitor = MonitorRef(next(_ids), self)
         if self._alive:
-            self._monitors[monitor] = (deliver, watcher)
+            self._monitors[monitor] = deliver if watcher is None else watcher
         else:
             deliver(Down(self, "noproc", monitor))
         return monitor
@@ -856,31 +869,55 @@ class ActorRef:
 
     def _continue(self, arg: Any) -> None:
         """Run ``handle_continue(arg)`` before the next message (``{continue, Arg}``)."""
-        self._continues.append(arg)
+        continues = self._continues
+        if continues is None:
+            self._continues = [arg]
+        else:
+            continues.append(arg)
 
     # ------------------------------------------------------------------ the process
 
-    async def _run(self, args: tuple[Any, ...], started: Promise) -> None:
-        # Invariant: whatever happens, _exit runs exactly once, synchronously.
+    async def _run(self, args: tuple[Any, ...], started: Promise | None) -> None:
+        # Invariant: whatever happens, _exit runs exactly once, synchronously. The task
+        # runs inside the actor's shielded scope (anyio's own around the task, see
+        # start_actor), so a kill's cancellation passes through here to that scope.
         reason: Any = _RUNNING
         exited = False
         try:
             try:
-                with self._scope:
-                    self._task = self._backend.current_task()
-                    if self._server._otp_owns_task_group:
-                        # Supervisors own the task group their children run in. Children
-                        # are shielded, so cancelling this scope does not reach them: a
-                        # killed supervisor ends them itself (otp._supervisor's guard).
-                        async with anyio.create_task_group() as task_group:
-                            self._server._otp_task_group = task_group
-                            reason = await self._lifecycle(args, started)
-                            # Its children are stopped (or reported stuck): it has exited,
-                            # though a child that swallows cancellation may hold this group.
-                            self._exit(reason, started)
-                            exited = True
+                self._task = self._backend.current_task()
+                server = self._server
+                if server._otp_owns_task_group:
+                    # Supervisors own the task group their children run in. Children
+                    # are shielded, so cancelling this scope does not reach them: a
+                    # killed supervisor ends them itself (otp._supervisor's guard).
+                    async with anyio.create_task_group() as task_group:
+                        server._otp_task_group = task_group
+                        reason = await self._lifecycle(args, started)  # type: ignore[arg-type]
+                        # Its children are stopped (or reported stuck): it has exited,
+                        # though a child that swallows cancellation may hold this group.
+                        self._exit(reason, started)
+                        exited = True
+                else:
+                    # _lifecycle inlined: one coroutine fewer in every idle worker's chain.
+                    try:
+                        result = await server._otp_init(args)
+                    except Exception as exc:
+                        self._init_failed = True
+                        started.fail(exc)  # type: ignore[union-attr]
+                        reason = exc
                     else:
-                        reason = await self._lifecycle(args, started)
+                        if result is IGNORE:
+                            self._init_failed = True
+                            started.resolve(IGNORE)  # type: ignore[union-attr]
+                            reason = "normal"
+                        else:
+                            started.resolve(self)  # type: ignore[union-attr]
+                            # Started: neither the promise nor the init arguments are
+                            # needed again (None tells _exit the start is over).
+                            started = None
+                            args = ()
+                            reason = await self._loop()
             except _SelfExit:
                 pass  # reason: the _kill_reason it sent itself
             except BaseExceptionGroup as group:  # ... from inside a callback's task group
@@ -906,7 +943,14 @@ class ActorRef:
             # A top-level supervisor gave up: take the node's body down with it.
             raise reason
 
+    async def _run_scoped(self, args: tuple[Any, ...], started: Promise) -> None:
+        """:meth:`_run` in a shielded scope of its own, where anyio does not put one
+        around each task (anyio < 4.14): the same semantics, one coroutine more."""
+        with self._scope:  # type: ignore[union-attr]  # created in __init__ then
+            await self._run(args, started)
+
     async def _lifecycle(self, args: tuple[Any, ...], started: Promise) -> Any:
+        # A supervisor's init and loop, inside the task group it owns (see _run).
         try:
             result = await self._server._otp_init(args)
         except Exception as exc:
@@ -924,41 +968,44 @@ class ActorRef:
     async def _loop(self) -> Any:
         server = self._server
         mailbox = self._mailbox
+        # No bound methods or containers cached in this frame: an idle actor sleeps here,
+        # and every object it holds is one more for the cyclic GC to walk.
         items = mailbox._items
-        popleft = items.popleft
         # An unbounded mailbox (almost all) is taken from inline, as MailboxQueue.get does
         # (taken, _high); a bounded one through get(), which also keeps the control count
         # and admits blocked senders.
         inline = mailbox._capacity is None
         parker = self._parker
-        continues = self._continues
         checkpoint = self._backend.checkpoint
         budget = _BUDGET
         reason: Any
         item: Any = None
         deferred: tuple[Promise, Any] | None = None
         try:
-            while continues and self._stop_reason is _RUNNING:
+            while (continues := self._continues) and self._stop_reason is _RUNNING:
                 await server.handle_continue(continues.pop(0))
             while self._stop_reason is _RUNNING:
                 if items and inline and not mailbox._extra:  # get(), inlined
                     depth = len(items)
                     if depth > mailbox._high:
                         mailbox._high = depth
-                    item = popleft()
+                    item = items.popleft()
                     mailbox.taken += 1
                 elif items or mailbox._extra:
                     item = mailbox.get()
                 else:
                     self._current = None
+                    item = None  # an idle actor holds on to no message
                     timeout = server.idle_timeout
-                    if (
+                    if timeout is None:
+                        await parker.sleep()  # no coroutine of its own: see Parker.sleep
+                    elif (
                         not await parker.park(timeout)
                         and not mailbox
                         and self._stop_reason is _RUNNING
                     ):
                         await server.handle_info(IdleTimeout(timeout or 0.0))
-                        while continues and self._stop_reason is _RUNNING:
+                        while (continues := self._continues) and self._stop_reason is _RUNNING:
                             await server.handle_continue(continues.pop(0))
                     continue
                 if item.__class__ is not Wrapped:
@@ -988,9 +1035,9 @@ class ActorRef:
                     else:  # INFO, or CONTROL (Down, timers: outside the capacity)
                         await server.handle_info(item.message)
                     self._current = None
-                if continues:
+                if self._continues:
                     self._current = None
-                    while continues and self._stop_reason is _RUNNING:
+                    while (continues := self._continues) and self._stop_reason is _RUNNING:
                         await server.handle_continue(continues.pop(0))
                 budget -= 1
                 if not budget:
@@ -1025,8 +1072,10 @@ class ActorRef:
             error.__cause__ = reason
         return error
 
-    def _exit(self, reason: Any, started: Promise) -> None:
-        """Everything an exit implies, in OTP's order; synchronous, so never interrupted."""
+    def _exit(self, reason: Any, started: Promise | None) -> None:
+        """Everything an exit implies, in OTP's order; synchronous, so never interrupted.
+
+        ``started`` is the start promise, ``None`` once init returned and it resolved."""
         self._alive = False
         self._exit_reason = reason
         node = self._node
@@ -1036,8 +1085,8 @@ class ActorRef:
             timer.cancel()
         node.broker._actor_exited(self)
         # A start that failed is reported to the spawner by the exception alone.
-        failed_start = self._init_failed or not started.done()
-        if not started.done():
+        failed_start = self._init_failed or (started is not None and not started.done())
+        if started is not None and not started.done():
             started.fail(self._exited_error(reason))
         # Callers waiting on this actor are woken at once; other messages are dead letters.
         current = self._current
@@ -1071,13 +1120,16 @@ class ActorRef:
         for monitor, target in self._watching.items():
             target._monitors.pop(monitor, None)
         self._watching.clear()
+        node._top.pop(self, None)  # the node's list of its top-level actors
         monitors, self._monitors = self._monitors, {}
-        for monitor, (deliver, watcher) in monitors.items():
-            if watcher is not None:
+        for monitor, watcher in monitors.items():
+            if isinstance(watcher, ActorRef):
                 watcher._watching.pop(monitor, None)
-            deliver(Down(self, reason, monitor))
-        waiters, self._exit_waiters = self._exit_waiters, []
-        for waiter in waiters:
+                watcher._deliver_control(Down(self, reason, monitor))
+            else:
+                watcher(Down(self, reason, monitor))
+        waiters, self._exit_waiters = self._exit_waiters, None
+        for waiter in waiters or ():
             waiter.resolve(reason)
         if node._listeners:
             node._emit("exited", actor=self, reason=reason)
@@ -1109,8 +1161,7 @@ class ActorRef:
         the actor is killed; :data:`BRUTAL_KILL` kills at once; ``None`` waits forever."""
         if not self._alive:
             return self._exit_reason
-        waiter = self._backend.promise()
-        self._exit_waiters.append(waiter)
+        waiter = self._exit_waiter()
         if shutdown is BRUTAL_KILL:
             self.kill()
             return await self._wait_killed(waiter)
@@ -1125,8 +1176,7 @@ class ActorRef:
                 shutdown,
                 extra={"otp_event": "shutdown_timeout", "otp_actor": self},
             )
-        waiter = self._backend.promise()
-        self._exit_waiters.append(waiter)
+        waiter = self._exit_waiter()
         self.kill()
         return await self._wait_killed(waiter)
 
@@ -1134,9 +1184,16 @@ class ActorRef:
         """Wait for this actor, just killed, to exit (see :meth:`_wait_killed`)."""
         if not self._alive:
             return self._exit_reason
+        return await self._wait_killed(self._exit_waiter())
+
+    def _exit_waiter(self) -> Promise:
+        """A promise resolved with the exit reason when this live actor exits."""
         waiter = self._backend.promise()
-        self._exit_waiters.append(waiter)
-        return await self._wait_killed(waiter)
+        waiters = self._exit_waiters
+        if waiters is None:
+            waiters = self._exit_waiters = []
+        waiters.append(waiter)
+        return waiter
 
     async def _wait_killed(self, waiter: Promise) -> Any:
         """Wait for a killed actor's exit at most the node's ``kill_timeout`` seconds.
@@ -1310,7 +1367,19 @@ async def start_actor(
             ref._signal(link, "noproc", linked=True)
     started = node._backend.promise()
     try:
-        task_group.start_soon(ref._run, args, started, name=f"otp actor {label}")
+        if _OUTER_SCOPE:
+            handle = task_group.start_soon(ref._run, args, started, name=f"otp actor {label}")
+            # The actor's scope is the one anyio already runs the task in (TaskHandle's,
+            # anyio >= 4.14), shielded now, before the task first runs: one cancel scope
+            # (and its two sets) per actor instead of two. A kill that came before (the
+            # actor was reachable by its name) is passed on.
+            scope: anyio.CancelScope = handle._cancel_scope
+            scope.shield = True
+            if ref._scope is not None and ref._scope.cancel_called:
+                scope.cancel()
+            ref._scope = scope
+        else:
+            task_group.start_soon(ref._run_scoped, args, started, name=f"otp actor {label}")
     except BaseException:
         if name is not None:
             node._unregister(name, ref)
@@ -1342,4 +1411,10 @@ async def start_actor(
 
 
 _DEFAULT_MAILBOX: Final = Mailbox()
+#: Whether anyio runs each task of a task group inside a cancel scope of its own that the
+#: actor can take over (``TaskHandle._cancel_scope``, anyio >= 4.14); otherwise each actor
+#: enters a scope of its own (:meth:`ActorRef._run_scoped`).
+_OUTER_SCOPE: Final = "_cancel_scope" in getattr(
+    getattr(anyio, "TaskHandle", None), "__slots__", ()
+)
 _RUN_CODE: Final = ActorRef._run.__code__

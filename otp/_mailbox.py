@@ -11,8 +11,7 @@ from __future__ import annotations
 import bisect
 import enum
 from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, final
+from typing import TYPE_CHECKING, Any, Final, Protocol, final
 
 import attrs
 
@@ -164,6 +163,17 @@ def unwrap(item: Item) -> tuple[Kind, Any, Any]:
     return CAST, item, None
 
 
+class _Owner(Protocol):
+    """What a :class:`MailboxQueue` needs of its actor: told of every dropped item."""
+
+    def _on_drop(self, item: Item, why: str) -> None: ...
+
+
+#: The shared, immutable "none yet" of the lazily created containers below (an empty
+#: tuple is falsy, iterable and untracked by the cyclic GC).
+_NONE: tuple[()] = ()
+
+
 class MailboxQueue:
     """The live queue behind one actor incarnation (single consumer: the actor).
 
@@ -200,9 +210,9 @@ class MailboxQueue:
         "_high",
         "_items",
         "_lanes",
-        "_on_drop",
         "_order",
         "_overflow",
+        "_owner",
         "_parker",
         "_removed",
         "dropped",
@@ -213,20 +223,24 @@ class MailboxQueue:
         self,
         spec: Mailbox,
         parker: Parker,
-        on_drop: Callable[[Item, str], None],
+        owner: _Owner,
     ) -> None:
         self._items: deque[Item] = deque()
         # Lanes for priorities other than 0, and their priorities in descending order.
+        # Both are created on first use (an empty dict is not tracked by the GC; the
+        # order list and the blocked deque would be): a 100,000-actor start is dominated
+        # by the collector walking every actor's objects.
         self._lanes: dict[int, deque[Item]] = {}
-        self._order: list[int] = []
+        self._order: list[int] | tuple[()] = _NONE
         self._extra = 0  # messages waiting in lanes
         self._control = 0  # control items queued in _items (bounded mailboxes only)
         self._capacity = spec.capacity
         self._overflow = spec.overflow
         self._parker = parker
-        self._on_drop = on_drop
+        self._owner = owner  # not its bound _on_drop: one object fewer per actor
         # Senders waiting for room, oldest first: (item, priority, promise resolved once in).
-        self._blocked: deque[tuple[Item, int, Promise]] = deque()
+        # Only a bounded BLOCK mailbox ever has one: created by the first put_blocking.
+        self._blocked: deque[tuple[Item, int, Promise]] | tuple[()] = _NONE
         self._closed = False
         self.taken = 0
         self._removed = 0
@@ -256,7 +270,10 @@ class MailboxQueue:
             if lane is None:
                 lane = self._lanes[priority] = deque()
             if not lane:
-                bisect.insort(self._order, -priority)
+                order = self._order
+                if order.__class__ is tuple:
+                    order = self._order = []
+                bisect.insort(order, -priority)  # type: ignore[arg-type]
             lane.append(item)
             self._extra += 1
         else:
@@ -293,17 +310,17 @@ class MailboxQueue:
             lowest = self._lowest_user_priority()
             if lowest is None or priority < lowest:
                 self.dropped += 1
-                self._on_drop(item, "dropped_oldest")
+                self._owner._on_drop(item, "dropped_oldest")
                 return False
             old = self._evict(lowest)
             self._removed += 1
             self.dropped += 1
             self._append(item, priority)
-            self._on_drop(old, "dropped_oldest")
+            self._owner._on_drop(old, "dropped_oldest")
             return True
         self.dropped += 1
         if overflow is Overflow.DROP_NEWEST:
-            self._on_drop(item, "dropped_newest")
+            self._owner._on_drop(item, "dropped_newest")
             return False
         raise Full  # FAIL: the caller raises MailboxFull
 
@@ -350,7 +367,10 @@ class MailboxQueue:
         whose ``timeout`` passed (``Expired`` is raised then).
         """
         promise = backend.promise()
-        self._blocked.append((item, priority, promise))
+        blocked = self._blocked
+        if blocked.__class__ is tuple:
+            blocked = self._blocked = deque()
+        blocked.append((item, priority, promise))  # type: ignore[union-attr]
         return bool(await promise.wait(timeout))
 
     def _pop(self, priority: int) -> Item:
@@ -360,7 +380,7 @@ class MailboxQueue:
         item = lane.popleft()
         self._extra -= 1
         if not lane:
-            self._order.remove(-priority)
+            self._order.remove(-priority)  # type: ignore[union-attr]  # a list: lanes exist
         return item
 
     def get(self) -> Item:
@@ -369,7 +389,7 @@ class MailboxQueue:
         if depth > self._high:
             self._high = depth
         if self._extra:
-            top = -self._order[0]
+            top = -self._order[0]  # type: ignore[misc]  # a list while lanes hold messages
             item = self._pop(top) if top > 0 or not self._items else self._items.popleft()
         else:
             item = self._items.popleft()
@@ -406,12 +426,13 @@ class MailboxQueue:
         self._removed += len(left)
         self._items.clear()
         self._lanes.clear()
-        self._order.clear()
+        self._order = _NONE
         self._extra = 0
         self._control = 0
         # Blocked senders learn that the actor is gone and dispose of their own message.
-        while self._blocked:
-            _, _, promise = self._blocked.popleft()
+        blocked = self._blocked
+        self._blocked = _NONE
+        for _, _, promise in blocked:
             promise.resolve(False)
         return left
 

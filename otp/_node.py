@@ -285,8 +285,8 @@ class Node:
             link=link,
             start_timeout=start_timeout,
         )
-        self._top[ref] = None
-        ref._add_monitor(lambda down: self._top.pop(ref, None))
+        if ref.alive:  # its exit takes it out again (ActorRef._exit): no monitor, no closure
+            self._top[ref] = None
         return ref
 
     @overload

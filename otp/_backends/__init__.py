@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Awaitable
 from typing import Any, Protocol
 
 from ._deadlines import DeadlineQueue, Expired
@@ -86,6 +87,13 @@ class Parker(Protocol):
     waiter: Any
 
     def wake(self) -> None: ...
+
+    def sleep(self) -> Awaitable[Any]:
+        """What to await to sleep until :meth:`wake`, with no timeout: :meth:`park`
+        without a coroutine of its own (an idle actor sleeps here, and each coroutine
+        in its await chain is one more object for the cyclic GC). A sleeper that is
+        cancelled may leave ``waiter`` set; it is then never woken again."""
+        ...
 
     async def park(self, timeout: float | None) -> bool:
         """Sleep until :meth:`wake`; return ``False`` if ``timeout`` passed first."""

@@ -107,6 +107,11 @@ class AsyncioParker:
             if not fut.done():
                 fut.set_result(True)
 
+    def sleep(self) -> asyncio.Future[bool]:
+        # A killed sleeper leaves its cancelled future here: wake() skips a done one.
+        fut = self.waiter = _get_loop().create_future()
+        return fut
+
     async def park(self, timeout: float | None) -> bool:
         loop = _get_loop()
         fut = self.waiter = loop.create_future()

@@ -118,6 +118,11 @@ class TrioParker:
         self.waiter = None
         return _SUCCEEDED
 
+    def sleep(self) -> Any:
+        self.waiter = current_task()
+        # Awaited by the caller; _abort clears waiter if it is cancelled.
+        return wait_task_rescheduled(self._abort)  # noqa: ASYNC105
+
     async def park(self, timeout: float | None) -> bool:
         self.waiter = current_task()
         if timeout is None:
