@@ -11,16 +11,15 @@ is handled by the strategy:
 
 Restarts are counted per supervisor: more than ``max_restarts`` within ``within`` seconds
 and the supervisor stops every child and exits with :class:`otp.SupervisorGaveUp`.
-The specs are in otp/_specs.py, the operations it serves in otp/_supervisor_ops.py, the
-refs in otp/_supervisor_refs.py.
+The specs are in otp/_specs.py, the operations it serves in otp/_supervisor_ops.py, its
+bookkeeping (children, intensity) in otp/_supervisor_state.py, the refs in
+otp/_supervisor_refs.py.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
@@ -28,11 +27,9 @@ import attrs
 from anyio.abc import TaskStatus
 
 from ._actor import (
-    BRUTAL_KILL,
     ActorRef,
     Down,
     Exit,
-    MonitorRef,
     Shutdown,
     is_normal_exit,
     start_actor,
@@ -44,7 +41,6 @@ from ._exceptions import (
     Ignored,
     MaxChildren,
     NameTaken,
-    NotFound,
     OTPError,
     Restarting,
     StartFailed,
@@ -54,7 +50,6 @@ from ._gen_server import NOREPLY, GenServer
 from ._ref import Ref
 from ._specs import (
     AutoShutdown,
-    Backoff,
     ChildSpec,
     Restart,
     Strategy,
@@ -63,8 +58,6 @@ from ._specs import (
     check_auto_shutdown,
 )
 from ._supervisor_ops import (
-    ChildCount,
-    ChildInfo,
     CountChildren,
     DeleteChild,
     RestartChild,
@@ -75,6 +68,7 @@ from ._supervisor_ops import (
     _Failed,
 )
 from ._supervisor_refs import PoolRef, SupervisorRef
+from ._supervisor_state import Child, Children, Intensity, stop_at_once
 
 if TYPE_CHECKING:
     from ._backends import Caller
@@ -91,167 +85,16 @@ _clock = time.monotonic
 _NOT_RESTARTED = "not restarted: the restart intensity is reached"
 
 
-@attrs.define(eq=False)
-class _Child:
-    """One child of a supervisor: its spec and, while it runs, its ref and monitor."""
-
-    spec: ChildSpec
-    id: str
-    ref: ActorRef | None = None
-    monitor: MonitorRef | None = None
-    #: A restart is pending: a failed start being retried, or a backoff delay.
-    restarting: bool = False
-    restarts: int = 0
-    started_at: float = 0.0
-    #: Consecutive restarts under a backoff (see :meth:`backoff_delay`).
-    attempt: int = 0
-
-    def backoff_delay(self, backoff: Backoff) -> float:
-        """The delay before restarting this child, which has just exited: the next step of
-        ``backoff``, or its first step again if the child ran ``reset_after`` seconds."""
-        if _clock() - self.started_at >= backoff.reset_after:
-            self.attempt = 0
-        self.attempt += 1
-        return backoff.delay(self.attempt)
-
-
-class _Children:
-    """A supervisor's children (OTP's ``#state.children``): in start order, by id, and the
-    running ones by ref.
-
-    Invariant: ``by_ref[r].ref is r`` for every running child this supervisor watches; a
-    child it stopped itself has left ``by_ref`` first, so that child's ``Down`` is ignored.
-    """
-
-    __slots__ = ("_order", "by_id", "by_ref", "dynamic", "serial", "stopping")
-
-    def __init__(self, dynamic: bool) -> None:
-        # Start order: dicts keep insertion order and delete in O(1).
-        self._order: dict[_Child, None] = {}
-        self.by_id: dict[str, _Child] = {}
-        self.by_ref: dict[Ref, _Child] = {}
-        # Children asked to stop and not yet gone (no longer in by_ref).
-        self.stopping: set[ActorRef] = set()
-        # Dynamic supervisors name their children "<spec id>#<serial>".
-        self.dynamic = dynamic
-        self.serial = 0
-
-    def __iter__(self) -> Iterator[_Child]:
-        return iter(self._order)
-
-    def __reversed__(self) -> Iterator[_Child]:
-        return reversed(self._order)
-
-    def __contains__(self, child: object) -> bool:
-        return child in self._order
-
-    def __len__(self) -> int:
-        return len(self._order)
-
-    def add(self, spec: ChildSpec) -> _Child:
-        """A new child for ``spec``, last in start order (not started)."""
-        child_id = spec.id
-        if self.dynamic:
-            self.serial += 1
-            child_id = f"{spec.id}#{self.serial}"
-        child = _Child(spec, child_id)
-        self._order[child] = None
-        self.by_id[child_id] = child
-        return child
-
-    def remove(self, child: _Child) -> None:
-        self._order.pop(child, None)
-        if self.by_id.get(child.id) is child:
-            del self.by_id[child.id]
-
-    def lookup(self, target: str | Ref, where: str) -> _Child:
-        """The child with id ``target``, or running as ref ``target``; raises
-        :class:`otp.NotFound` naming ``where``."""
-        found = self.by_id.get(target) if isinstance(target, str) else self.by_ref.get(target)
-        if found is None:
-            raise NotFound(f"child {target!r}", f"supervisor {where!r}")
-        return found
-
-    def info(self) -> list[ChildInfo]:
-        """``which_children``: one row a child, in start order."""
-        return [ChildInfo(c.id, c.ref, c.spec.kind, c.spec.restart, c.restarting) for c in self]
-
-    def count(self) -> ChildCount:
-        """``count_children``."""
-        sups = sum(1 for c in self if c.spec.kind == "supervisor")
-        return ChildCount(
-            specs=len(self), active=len(self.by_ref), supervisors=sups, workers=len(self) - sups
-        )
-
-    def alive_refs(self) -> list[ActorRef]:
-        """Every child still alive, running ones in reverse start order, then those being
-        stopped (what a killed supervisor must end)."""
-        running = [c.ref for c in reversed(self) if c.ref is not None]
-        return [ref for ref in running + list(self.stopping) if ref.alive]
-
-
-class _Intensity:
-    """Restart intensity (OTP's ``MaxR`` restarts in ``MaxT`` seconds): the times of the
-    restarts of the last ``within`` seconds, measured on ``_clock``."""
-
-    __slots__ = ("_times", "max_restarts", "within")
-
-    def __init__(self, max_restarts: int, within: float) -> None:
-        self.max_restarts = max_restarts
-        self.within = within
-        self._times: deque[float] = deque()
-
-    def add(self) -> bool:
-        """Count a restart now; ``False`` when that makes more than ``max_restarts`` within
-        ``within`` seconds (the supervisor gives up)."""
-        now = _clock()
-        times = self._times
-        times.append(now)
-        horizon = now - self.within
-        while times and times[0] < horizon:
-            times.popleft()
-        return len(times) <= self.max_restarts
-
-
 @attrs.frozen
 class _TryAgain:
     """Retry the restart of ``child`` (OTP's ``try_again_restart``): its strategy's group
     is stopped and started again, as after the exit that began it."""
 
-    child: _Child
+    child: Child
 
 
 class _Aborted(Exception):
     """A child start given up because this supervisor was asked to stop meanwhile."""
-
-
-async def _stop_at_once(pending: list[tuple[ActorRef, Shutdown]]) -> None:
-    """Stop the actors of ``pending``, each with its shutdown, all at the same time (a
-    dynamic supervisor's shutdown). Each is asked first (killed for :data:`BRUTAL_KILL`),
-    then they are collected: no task per child, so this scales to a hundred thousand."""
-    for ref, shutdown in pending:
-        if shutdown is BRUTAL_KILL:
-            ref.kill()
-        else:
-            ref._request_stop("shutdown")
-    started = time.monotonic()
-    for ref, shutdown in pending:
-        if not ref.alive:
-            continue  # gone already (its exit runs synchronously, all at once)
-        if shutdown is BRUTAL_KILL:
-            await ref._join_killed()
-            continue
-        if shutdown is None:
-            await ref.join()
-            continue
-        assert isinstance(shutdown, (int, float))
-        remaining = shutdown - (time.monotonic() - started)
-        if remaining > 0:
-            with anyio.move_on_after(remaining):
-                await ref.join()
-        if ref.alive:
-            ref.kill()
-            await ref._join_killed()
 
 
 class _Supervisor(GenServer):
@@ -268,8 +111,8 @@ class _Supervisor(GenServer):
 
     async def init(self, spec: SupervisorSpec) -> None:
         self.spec = spec
-        self.children = _Children(spec.dynamic)
-        self.intensity = _Intensity(spec.max_restarts, spec.within)
+        self.children = Children(spec.dynamic)
+        self.intensity = Intensity(spec.max_restarts, spec.within)
         self.next_worker = 0  # round-robin position of a worker pool
         self.guard = anyio.CancelScope()
         await self._otp_task_group.start(self._guard)
@@ -306,7 +149,7 @@ class _Supervisor(GenServer):
 
     # -------------------------------------------------------------- starting and stopping
 
-    async def _start(self, child: _Child) -> ActorRef | None:
+    async def _start(self, child: Child) -> ActorRef | None:
         """Start ``child``; ``None`` if its ``init`` returned :data:`otp.IGNORE` (the spec
         stays, nothing runs). Raises :class:`StartFailed`, or :class:`_Aborted` when a
         stop request to this supervisor cancelled the start (the child was killed)."""
@@ -379,7 +222,7 @@ class _Supervisor(GenServer):
         if self.start_scope is not None and not self.initialising:
             self.start_scope.cancel()
 
-    def _forget(self, child: _Child) -> ActorRef | None:
+    def _forget(self, child: Child) -> ActorRef | None:
         """Mark ``child`` stopped by us (its Down is then ignored); return its old ref."""
         ref = child.ref
         if ref is None:
@@ -391,7 +234,7 @@ class _Supervisor(GenServer):
         child.monitor = None
         return ref
 
-    async def _stop(self, child: _Child) -> None:
+    async def _stop(self, child: Child) -> None:
         ref = self._forget(child)
         if ref is not None:
             # Left in `stopping` if this is interrupted (a kill): the guard then ends it.
@@ -412,7 +255,7 @@ class _Supervisor(GenServer):
                 pending.append((ref, child.spec.shutdown))
         stopping = self.children.stopping
         stopping.update(ref for ref, _ in pending)  # the guard ends them if this is killed
-        await _stop_at_once(pending)
+        await stop_at_once(pending)
         stopping.difference_update(ref for ref, _ in pending)
 
     async def terminate(self, reason: Any) -> None:
@@ -448,7 +291,7 @@ class _Supervisor(GenServer):
             return
         await super().handle_info(message)
 
-    async def _child_exited(self, child: _Child, reason: Any) -> None:
+    async def _child_exited(self, child: Child, reason: Any) -> None:
         spec = child.spec
         gave_up = isinstance(reason, SupervisorGaveUp)
         # As in OTP, a child supervisor that gave up exits with reason "shutdown".
@@ -478,7 +321,7 @@ class _Supervisor(GenServer):
             return
         # Counted before it is reported: a restart past the intensity never happens, and
         # the report says so (OTP reports child_terminated, then reached_max_restart_intensity).
-        restarting = self.intensity.add()
+        restarting = self.intensity.add(_clock())
         logger.log(
             logging.ERROR if abnormal else logging.INFO,
             "supervisor %r: child %r exited (%s); %s",
@@ -493,14 +336,14 @@ class _Supervisor(GenServer):
         group = await self._stop_group(child)
         backoff = spec.backoff or self.spec.backoff
         if backoff is not None:
-            delay = child.backoff_delay(backoff)
+            delay = child.backoff_delay(backoff, _clock())
             if delay > 0:
                 child.restarting = True
                 self.send_after(delay, _TryAgain(child))
                 return
         await self._restart(child, group)
 
-    def _auto_shutdown(self, child: _Child) -> None:
+    def _auto_shutdown(self, child: Child) -> None:
         """A significant child exited by itself and is not restarted: shut down if the
         ``auto_shutdown`` flag says so (OTP 24's ``do_auto_shutdown``). Children this
         supervisor stopped itself never get here (their exit is not a Down it handles)."""
@@ -520,7 +363,7 @@ class _Supervisor(GenServer):
         )
         self.stop("shutdown")
 
-    async def _stop_group(self, child: _Child) -> list[_Child]:
+    async def _stop_group(self, child: Child) -> list[Child]:
         """Stop the children ``child``'s strategy restarts with it (reverse start order);
         return that group in start order, temporary bystanders removed (OTP's
         ``restart/2``: one_for_all is every child, rest_for_one ``child`` and later)."""
@@ -554,7 +397,7 @@ class _Supervisor(GenServer):
         self.node._emit("gave_up", actor=self.ref, supervisor=self.ref, reason=reason)
         raise SupervisorGaveUp(self.spec.name, self.spec.max_restarts, self.spec.within, reason)
 
-    async def _restart(self, trigger: _Child, group: list[_Child]) -> None:
+    async def _restart(self, trigger: Child, group: list[Child]) -> None:
         """Start ``group`` (already stopped) in order. If one fails, it alone is marked
         restarting (OTP's ``{restarting, Pid}``; the later ones stay stopped) and its retry
         is queued: a retry restarts its strategy's group again from scratch."""
@@ -570,7 +413,7 @@ class _Supervisor(GenServer):
                 # A failed restart counts toward the intensity (before it is reported, as
                 # above); other requests (a shutdown, say) are served before the retry, as
                 # OTP's try_again_restart does.
-                retrying = self.intensity.add()
+                retrying = self.intensity.add(_clock())
                 logger.error(
                     "supervisor %r: restarting child %r failed (%s); %s",
                     self.spec.name,
@@ -675,7 +518,7 @@ class _Supervisor(GenServer):
             raise Restarting(child.id, self.spec.name)
         self.children.remove(child)
 
-    def _lookup(self, target: str | Ref) -> _Child:
+    def _lookup(self, target: str | Ref) -> Child:
         return self.children.lookup(target, self.spec.name)
 
 
