@@ -227,7 +227,7 @@ class PoolRef(SupervisorRef):
         """Send a request to one worker of the pool (see :meth:`ActorRef.send_request`)."""
         if isinstance(request, (SupervisorOp, _Call)):  # supervisor operations: to itself
             return super().send_request(request)
-        return self._pick().send_request(request)
+        return self._pick(request).send_request(request)
 
     async def cast(self, message: Any, *, priority: int = 0) -> None:
         """Cast to one worker of the pool (see :meth:`ActorRef.cast`)."""

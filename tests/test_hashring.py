@@ -164,3 +164,16 @@ async def test_pool_routes_a_key_to_the_same_worker_and_only_its_keys_move() -> 
         again = await owners()
         for user in users:
             assert again[user] is (fresh if first[user] is victim else first[user])
+
+
+@pytest.mark.anyio
+async def test_pool_send_request_routes_by_the_key_as_call_does() -> None:
+    async with otp.Node() as node:
+        pool = await node.start(
+            otp.worker_pool(
+                "pool", Worker, size=4, dispatch=otp.CONSISTENT_HASH, key=lambda job: job.user
+            )
+        )
+        for user in [f"user-{i}" for i in range(12)]:
+            owner = await pool.call(Job(user))
+            assert await pool.send_request(Job(user)).wait(2.0) == owner
