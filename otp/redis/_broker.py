@@ -10,6 +10,7 @@ middleware and dead letters are the in-memory broker's own code.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import itertools
 import logging
@@ -17,7 +18,7 @@ import os
 import ssl as _ssl
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Final
 
@@ -771,9 +772,10 @@ def _client_factory(
     service: str | None,
     connect_timeout: float,
     client_options: Mapping[str, Any],
-) -> Callable[[str], coredis.Redis[bytes]]:
-    """How to make this broker's coredis client; checks the TLS and Sentinel options now,
-    so a wrong combination fails at construction with a clear error."""
+) -> Callable[[str], AbstractAsyncContextManager[coredis.Redis[bytes]]]:
+    """How to make this broker's coredis client (a context that yields it); checks the TLS
+    and Sentinel options now, so a wrong combination fails at construction with a clear
+    error."""
     kwargs: dict[str, Any] = {
         "connect_timeout": connect_timeout,
         "decode_responses": False,
@@ -824,7 +826,7 @@ def _sentinel_factory(
     sentinels: Iterable[tuple[str, int]] | None,
     service: str | None,
     kwargs: dict[str, Any],
-) -> Callable[[str], coredis.Redis[bytes]]:
+) -> Callable[[str], AbstractAsyncContextManager[coredis.Redis[bytes]]]:
     import urllib.parse
 
     addresses = list(sentinels or ())
@@ -851,16 +853,27 @@ def _sentinel_factory(
     kwargs.pop("decode_responses", None)
     sentinel_kwargs = {k: v for k, v in kwargs.items() if k in ("username", "password")}
 
-    def make(client_name: str) -> coredis.Redis[bytes]:
+    # coredis >= 6.x wants TCPLocation (a (host, port) tuple is deprecated: a warning on
+    # every connection); older releases take the tuples.
+    location = getattr(getattr(coredis, "connection", None), "TCPLocation", None)
+    places: list[Any] = [
+        location(host, port) if location is not None else (host, port) for host, port in addresses
+    ]
+
+    @contextlib.asynccontextmanager
+    async def make(client_name: str) -> AsyncIterator[coredis.Redis[bytes]]:
         sentinel = coredis.Sentinel(
-            addresses,
+            places,
             sentinel_kwargs=sentinel_kwargs or None,
             decode_responses=False,
             connect_timeout=timeout,
             **{k: v for k, v in kwargs.items() if k not in sentinel_kwargs},
         )
         client: coredis.Redis[bytes] = sentinel.primary_for(service, client_name=client_name)
-        return client
+        # The sentinels' own clients must be open while the primary's pool asks them where
+        # the primary is (on every new connection: after a failover, the new primary).
+        async with sentinel, client:
+            yield client
 
     return make
 

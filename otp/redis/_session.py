@@ -29,6 +29,7 @@ import time
 import urllib.parse
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
@@ -150,7 +151,7 @@ class Session:
         broker: RedisBroker,
         *,
         url: str,
-        client_factory: Callable[[str], coredis.Redis[bytes]],
+        client_factory: Callable[[str], AbstractAsyncContextManager[coredis.Redis[bytes]]],
         connect_timeout: float,
         heartbeat: float,
         node_ttl: float,
@@ -238,10 +239,12 @@ class Session:
         start-up propagates as itself (the node's task group ends the Node with it).
         """
         broker = self.broker
-        client = self.client_factory(f"otp:{self.names.prefix}:{broker.node_name}")
+        # The factory gives a context that yields the client: a coredis client is its own;
+        # a Sentinel's also holds the sentinels' connections while the client is in use.
+        connection = self.client_factory(f"otp:{self.names.prefix}:{broker.node_name}")
         started = False
         try:
-            async with client:
+            async with connection as client:
                 self.client = client
                 self._script = client.register_script(_RENEW)
                 try:
