@@ -495,6 +495,11 @@ def _structure_ref(tree: Any, _: Any) -> Any:
 # ---------------------------------------------------------------------------- formats
 
 
+#: ``json.dumps(tree, separators=(",", ":"), ensure_ascii=False)`` without building an
+#: encoder per call (``json.dumps`` makes one whenever an option is not its default).
+_json_encode: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 class JsonCodec(Codec):
     """The default codec: compact UTF-8 JSON (cattrs' JSON-preconfigured converter)."""
 
@@ -507,7 +512,7 @@ class JsonCodec(Codec):
 
     def dumps(self, tree: Any) -> bytes:
         try:
-            return json.dumps(tree, separators=(",", ":"), ensure_ascii=False).encode()
+            return _json_encode(tree).encode()
         except (TypeError, ValueError, RecursionError) as exc:
             raise CodecError("unencodable", f"{type(exc).__name__}: {exc}") from None
 

@@ -408,7 +408,9 @@ class RemoteActors:
 
     async def _remote_post(self, ref: RemoteRef, kind: str, message: Any) -> None:
         broker = self.broker
-        await broker._backend().checkpoint()
+        backend = broker._backend()
+        if backend.budget_spent():  # an amortised checkpoint, as a local cast's
+            await backend.checkpoint()
         why = "noproc" if ref._exit_reason is not None else self._unreachable(ref)
         if why is None:
             flow = self._flow(ref)

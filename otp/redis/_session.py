@@ -17,7 +17,7 @@
   channel, its request inboxes and its topics; it reconnects with backoff and
   resubscribes everything.
 * **Sending.** Every frame goes through one outbox, sent in order by one task; when
-  several are queued they go in one pipeline.
+  several are queued they go in one round trip (one ``EVALSHA`` publishing them all).
 """
 
 from __future__ import annotations
@@ -51,6 +51,20 @@ _BATCH: Final = 512
 
 #: Scheduling rounds the sender waits under load while the outbox still grows.
 _LINGER: Final = 16
+
+#: Publish several frames in one command: ARGV holds channel, data pairs; returns the
+#: receivers of each (as PUBLISH would), -1 for one Redis refused (an ACL, say).
+_PUBLISH_MANY: Final = """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local received = redis.pcall('PUBLISH', ARGV[i], ARGV[i + 1])
+  if type(received) ~= 'number' then
+    received = -1
+  end
+  out[#out + 1] = received
+end
+return out
+"""
 
 #: Renew the node's key if it still holds this incarnation (1), set it again if it is
 #: gone (2), or report a takeover (0); then list the live nodes as name, incarnation.
@@ -193,6 +207,7 @@ class Session:
         self.pipelines = 0
         self.last_push: tuple[bytes, bytes] | None = None
         self._script: Any = None
+        self._publish_many: Any = None
 
     # ------------------------------------------------------------------ state
 
@@ -247,6 +262,7 @@ class Session:
             async with connection as client:
                 self.client = client
                 self._script = client.register_script(_RENEW)
+                self._publish_many = client.register_script(_PUBLISH_MANY)
                 try:
                     with anyio.fail_after(self.connect_timeout + self.node_ttl + 1.0):
                         await self.claim_name()
@@ -336,7 +352,9 @@ class Session:
             try:
                 with anyio.CancelScope() as scope:
                     self.scope = scope
-                    async with client.pubsub(
+                    async with _pubsub(
+                        client,
+                        self.on_publish,
                         retry_policy=None,
                         ignore_subscribe_messages=True,
                         subscription_timeout=self.connect_timeout,
@@ -383,11 +401,13 @@ class Session:
             delay = min(high, delay * 2)
 
     def on_push(self, message: Any) -> None:
+        """A message coredis' own PubSub parsed (the fast path of ``_PubSub`` is off)."""
         kind = message["type"]
-        if kind != "message" and kind != "pmessage":
-            return
-        channel: bytes = message["channel"]
-        data: bytes = message["data"]
+        if kind == "message" or kind == "pmessage":
+            self.on_publish(message["channel"], message["data"])
+
+    def on_publish(self, channel: bytes, data: bytes) -> None:
+        """``data`` published on ``channel`` (on a channel or pattern of this node)."""
         broker = self.broker
         if channel == broker._control_channel or channel == self.names.cluster:
             broker._on_control(data)
@@ -549,44 +569,20 @@ class Session:
                     with anyio.move_on_after(self.heartbeat):
                         await self.connected_event.wait()
                 continue
-            client = self.client
-            assert client is not None
             if busy and len(outbox) < _BATCH:
                 # Under load (the last batch had several frames), let the producers queue
-                # a few more before sending: bigger pipelines, fewer round trips. An idle
+                # a few more before sending: bigger batches, fewer round trips. An idle
                 # node sends a lone frame at once (no latency added to a single call).
                 for _ in range(_LINGER):
                     before = len(outbox)
                     await checkpoint()
                     if len(outbox) == before or len(outbox) >= _BATCH:
                         break
-            batch: list[_Out] = []
-            while outbox and len(batch) < _BATCH:
-                out = outbox.popleft()
-                if out.channel is None:  # a flush marker: all before it is sent
-                    if not batch:
-                        assert out.done is not None
-                        out.done(0)
-                        continue
-                    outbox.appendleft(out)
-                    break
-                batch.append(out)
+            batch = self._take_batch()
             if not batch:
                 continue
             try:
-                if len(batch) == 1 and batch[0].stream is None:
-                    only = batch[0]
-                    assert only.channel is not None
-                    results = [await client.publish(only.channel, only.data)]
-                else:
-                    async with client.pipeline(transaction=False) as pipe:
-                        requests = []
-                        for out in batch:
-                            if out.stream is not None:
-                                _append(pipe, out.stream, out.data)
-                            requests.append(pipe.publish(out.channel or b"", out.data))
-                    results = [await request for request in requests]
-                    self.pipelines += 1
+                results = await self._write(batch)
             except Exception as exc:
                 logger.info("sending %d frame(s) failed (%s); retrying", len(batch), describe(exc))
                 for out in reversed(batch):
@@ -603,6 +599,58 @@ class Session:
                     out.done(int(received))
             if len(outbox) <= self.outbox_limit:
                 self.outbox_room.set()
+
+    def _take_batch(self) -> list[_Out]:
+        """The frames to send next, in order: up to ``_BATCH``, stopping at a flush marker
+        (whose ``done`` runs at once when nothing is before it)."""
+        outbox = self.outbox
+        batch: list[_Out] = []
+        while outbox and len(batch) < _BATCH:
+            out = outbox.popleft()
+            if out.channel is None:  # a flush marker: all before it is sent
+                if not batch:
+                    assert out.done is not None
+                    out.done(0)
+                    continue
+                outbox.appendleft(out)
+                break
+            batch.append(out)
+        return batch
+
+    async def _write(self, batch: list[_Out]) -> list[Any]:
+        """Send ``batch`` to Redis in one round trip; the receivers of each frame.
+
+        A lone frame is one PUBLISH. Several are one ``EVALSHA`` of ``_PUBLISH_MANY`` (its
+        arguments are packed by coredis' C packer: a few microseconds a frame instead of
+        the ~20 of a pipelined command object); a batch with a durable frame (an XADD
+        before its PUBLISH) goes as one pipeline. Either way the frames reach Redis in
+        queue order, so the order per destination holds."""
+        client = self.client
+        assert client is not None
+        if len(batch) == 1 and batch[0].stream is None:
+            only = batch[0]
+            assert only.channel is not None
+            return [await client.publish(only.channel, only.data)]
+        if any(out.stream is not None for out in batch):
+            async with client.pipeline(transaction=False) as pipe:
+                requests = []
+                for out in batch:
+                    if out.stream is not None:
+                        _append(pipe, out.stream, out.data)
+                    requests.append(pipe.publish(out.channel or b"", out.data))
+            self.pipelines += 1
+            return [await request for request in requests]
+        assert self._publish_many is not None
+        args: list[bytes] = []
+        for out in batch:
+            assert out.channel is not None
+            args.append(out.channel)
+            args.append(out.data)
+        received = await self._publish_many(keys=[], args=args)
+        self.pipelines += 1
+        if type(received) is not list or len(received) != len(batch):
+            raise ConnectionError(f"PUBLISH of a batch answered {str(received)[:100]!r}")
+        return received
 
     def pending_answers(self) -> int:
         return sum(1 for out in self.outbox if out.retry)
@@ -728,6 +776,72 @@ class Session:
         )
         broker._emit("fenced", reason="taken_over", detail=broker.node_name)
         broker._fenced()
+
+
+#: How many pushes the listener handles in a row before it lets other tasks run.
+_PUSH_BURST: Final = 64
+
+
+class _PubSub(coredis.patterns.pubsub.PubSub[bytes]):  # type: ignore[misc, unused-ignore]
+    """coredis' PubSub, with each published message handed to ``on_publish(channel,
+    data)`` as soon as the connection parsed it, a whole read at a time.
+
+    coredis moves every push through two tasks and a message dict (its reader's buffer,
+    ``_consume_push_messages``, the iterator's stream): a scheduling round each. Here the
+    consuming task takes what the reader parsed without waiting while there is some, and
+    lets other tasks run every ``_PUSH_BURST`` pushes. Subscription acknowledgements
+    still go coredis' way (they set its subscription waiters and reach the iterator). If
+    the coredis in use lacks the buffer read here, this falls back to coredis' own
+    consumer and the listener handles the messages from the iterator.
+    """
+
+    on_publish: Callable[[bytes, bytes], None]
+
+    async def _consume_push_messages(self) -> None:
+        connection = self.connection
+        buffer = getattr(connection, "_push_message_buffer_out", None)
+        if buffer is None or not hasattr(buffer, "receive_nowait"):
+            await super()._consume_push_messages()
+            return
+        on_publish = self.on_publish
+        handle = self._handle_message
+        forward = self._send_stream.send_nowait
+        checkpoint = anyio.lowlevel.checkpoint
+        burst = 0
+        while True:
+            try:
+                try:
+                    response = buffer.receive_nowait()
+                    burst += 1
+                    if burst >= _PUSH_BURST:
+                        burst = 0
+                        await checkpoint()
+                except anyio.WouldBlock:
+                    burst = 0
+                    response = await buffer.receive()
+            except (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError) as e:
+                raise coredis.exceptions.ConnectionError(
+                    "Connection lost while waiting for push messages"
+                ) from e
+            self._last_checkin = time.monotonic()
+            kind = response[0]
+            if kind == b"message" and len(response) == 3:
+                on_publish(response[1], response[2])
+            elif kind == b"pmessage" and len(response) == 4:
+                on_publish(response[2], response[3])
+            else:
+                forward(await handle(response))
+
+
+def _pubsub(
+    client: coredis.Redis[bytes], on_publish: Callable[[bytes, bytes], None], **options: Any
+) -> Any:
+    """A :class:`_PubSub` on ``client``'s connections (coredis' own for another client)."""
+    if type(client).pubsub is not coredis.Redis.pubsub:
+        return client.pubsub(**options)
+    pubsub = _PubSub(client.connection_pool, **options)
+    pubsub.on_publish = on_publish
+    return pubsub
 
 
 def _append(pipe: Any, stream: tuple[bytes, int | None], data: bytes) -> None:
