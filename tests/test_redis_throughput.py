@@ -66,9 +66,7 @@ async def test_queued_frames_go_out_together_in_order_each_with_its_receivers(
         assert 1 <= stats.pipelines - before.pipelines <= 40
         # ...and each frame still learnt its own receivers: those nobody heard are dead
         # letters, the others are not.
-        await wait_until(
-            lambda: a.broker.statistics().dead_letters - before.dead_letters == 100
-        )
+        await wait_until(lambda: a.broker.statistics().dead_letters - before.dead_letters == 100)
         letters = list(a.broker.recent_dead_letters)
         assert all((d.topic, d.reason) == ("bt.nobody", "no_subscriber") for d in letters)
 
