@@ -194,12 +194,12 @@ class Exit:
 
     It reaches ``handle_info`` when a linked actor exits (with any reason, ``"normal"``
     included) or when ``ref.exit(reason)`` is called on this actor. ``ref`` is the linked
-    actor that exited or the actor that called ``exit``; ``None`` when the signal came from
-    code outside any actor. ``reason`` is ``"noproc"`` for a link to an actor that was
-    already dead.
+    actor that exited or the actor that called ``exit`` (an :class:`otp.RemoteRef` when it
+    runs on another node); ``None`` when the signal came from code outside any actor.
+    ``reason`` is ``"noproc"`` for a link to an actor that was already dead.
     """
 
-    ref: ActorRef | None
+    ref: Ref | None
     reason: Any
 
 

@@ -18,7 +18,7 @@ pytest.importorskip("coredis", reason="the Redis broker needs coredis (pip insta
 
 import otp
 from otp.redis import _frames as frames
-from otp.redis._frames import Call, Cast, Pub, Reply, Target, WireRef, decode, encode
+from otp.redis._frames import Call, Cast, ExitSignal, Pub, Reply, Target, WireRef, decode, encode
 
 ME = {"node": "a", "incarnation": "0123abcd"}
 
@@ -56,6 +56,14 @@ _good_frames = st.one_of(
         _trees,
         st.none() | _ids,
         st.none() | _ids,
+    ),
+    st.builds(
+        lambda name, why, sender: ExitSignal(
+            to=Target(name=name), why={"v": why}, sender=sender, **ME
+        ),
+        _names,
+        _trees,
+        st.none() | st.builds(lambda i: WireRef(node="b", id=i, incarnation="ab"), _ids),
     ),
     st.builds(
         lambda cid, status, v: Reply(cid=cid, status=status, value=v, **ME),
@@ -271,6 +279,21 @@ HOSTILE = {
         "c": 1,
         "s": "boom",
         "v": 1,
+    },
+    "exit with a list target id": {
+        "k": "exit",
+        "f": "x",
+        "fi": "ab",
+        "to": {"a": [1]},
+        "why": {"v": "kill"},
+    },
+    "exit with a sender that is no ref": {
+        "k": "exit",
+        "f": "x",
+        "fi": "ab",
+        "to": {"nm": "counter"},
+        "why": {"v": "kill"},
+        "s": {"n": 1, "a": 1},
     },
     "a node name with a dot": {"k": "bye", "f": "x.y", "fi": "ab"},
     "an unknown kind": {"k": "rm -rf", "f": "x", "fi": "ab"},

@@ -368,3 +368,23 @@ async def test_a_remote_down_comes_after_the_name_is_free(nodes: NodeFactory) ->
         assert await probe.expect_down(ref) == "killed"  # type: ignore[arg-type]
         assert await b.locate("svc") is None
         await b.spawn(Echo, "b", name=otp.Global("svc"))
+
+
+@pytest.mark.usefixtures("slow_release")
+async def test_a_caller_that_learns_of_an_exit_finds_the_name_free(
+    nodes: NodeFactory,
+) -> None:
+    async with nodes("a", "b") as (a, b):
+        await a.spawn(Server, name=otp.Global("svc"))
+        ref = await b.locate("svc")
+        assert isinstance(ref, otp.RemoteRef)
+        with pytest.raises(otp.ActorExited):
+            await ref.call("crash")  # answered once the name is released
+        taken = await b.spawn(Server, name=otp.Global("svc"))
+        await taken.stop()
+        # A stop by name of an actor that has just exited by itself waits for it too.
+        local = await a.spawn(Server, name=otp.Global("svc"))
+        local.exit("boom")
+        assert await local.join(2.0) == "boom"  # its release is still on its way
+        await b.broker.remote("svc", "a").stop()
+        await b.spawn(Server, name=otp.Global("svc"))

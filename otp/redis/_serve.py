@@ -6,8 +6,8 @@ monitors that arrive on the node's control channel.
   (round robin, least busy or by key), a supervisor operation to the pool's supervisor.
 * **Exits.** A stop is answered once the actor has exited *and* what its exit freed in
   the cluster (its global name, its group memberships) is freed in Redis; a ``down``
-  notice for such an actor waits for that too, so the node that learns of the exit can
-  claim the name at once.
+  notice and a call's ``exit`` reply wait for that too, so the node that learns of the
+  exit can claim the name at once.
 
 * **No head-of-line blocking.** A frame goes straight into its actor's mailbox when there
   is room. Only when that mailbox is full and ``BLOCK`` does the frame wait, in a queue of
@@ -242,6 +242,11 @@ class Server:
         except Expired:
             return  # the caller has given up too
         except ActorExited as exc:
+            if broker._exits_pending():
+                # As for a Down: the caller that learns of the exit finds its global name
+                # free (within what is left of the call's time).
+                left = None if deadline is None else deadline - broker._cluster_time()
+                await broker._exits_settled(None if left is None else max(0.0, left))
             self._exit_reply(peer, cid, exc.reason)
             return
         except MailboxFull as exc:
@@ -422,9 +427,16 @@ class Server:
         reason = reason_from_wire(broker.codec, frame.why, broker.remote_actors)
         target = broker.remote_actors.resolve_local(frame.to)
         if target is None:
-            self._reply(frame.node, frame.cid, "ok", None)
+            if broker._exits_pending():  # it may have just exited: its name goes first
+                self._spawn(self._stopped_already, frame.node, frame.cid)
+            else:
+                self._reply(frame.node, frame.cid, "ok", None)
             return
         self._spawn(self._stop_for, frame.node, frame.cid, target, reason)
+
+    async def _stopped_already(self, peer: str, cid: int) -> None:
+        await self.broker._exits_settled(None)
+        self._reply(peer, cid, "ok", None)
 
     async def _stop_for(self, peer: str, cid: int, target: ActorRef, reason: Any) -> None:
         # ActorRef.stop returns once the exit's releases are done in Redis too (a global
