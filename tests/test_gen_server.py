@@ -44,10 +44,12 @@ async def test_call_default_timeout_is_five_seconds() -> None:
 async def test_call_timeout_keeps_server_running_and_drops_late_reply() -> None:
     async with otp.Node() as node:
         ref = await node.spawn(Counter, name="slow")
+        release = anyio.Event()  # the handler answers only once the call has timed out
         with pytest.raises(otp.CallTimeout) as info:
-            await ref.call(Sleep(0.2), timeout=0.01)
+            await ref.call(Block(release), timeout=0.01)
         assert isinstance(info.value, TimeoutError)
         assert "'slow'" in str(info.value)
+        release.set()
         # The late reply is dropped; the next call gets its own answer.
         assert await ref.call(Add(1)) == 1
         assert ref.alive
