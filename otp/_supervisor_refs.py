@@ -147,8 +147,11 @@ class SupervisorRef(ActorRef):
 
     async def terminate_child(self, child: str | ActorRef) -> None:
         """Stop a child (by id or ref) with its shutdown; its spec stays unless it is
-        ``TEMPORARY`` or the supervisor is dynamic. Raises :class:`otp.NotFound`."""
+        ``TEMPORARY`` or the supervisor is dynamic. Raises :class:`otp.NotFound`. As
+        :meth:`stop`, it returns once the child's :class:`otp.Global` name is free in the
+        cluster too."""
         await self._op(TerminateChild(child))
+        await self._node._exits_settled(None)
 
     async def restart_child(self, child_id: str) -> ActorRef | None:
         """Start a stopped child again from its spec; ``None`` if its ``init`` returned

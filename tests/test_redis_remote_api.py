@@ -298,6 +298,18 @@ async def test_a_global_pool_name_dispatches_across_nodes(nodes: NodeFactory) ->
         assert {await found.call("who") for _ in range(2)} == workers
 
 
+async def test_multi_call_to_pools_reaches_a_worker_on_every_node(nodes: NodeFactory) -> None:
+    async with nodes("a", "b") as (a, b):
+        pools = {
+            "a": await a.start(otp.worker_pool("svc", Server, size=2)),
+            "b": await b.start(otp.worker_pool("svc", Server, size=2)),
+        }
+        replies, bad = await a.multi_call("svc", "who", timeout=2.0)
+        assert bad == []
+        for node, pool in pools.items():
+            assert replies[node] in {w.id for w in pool.workers()}
+
+
 async def test_a_consistent_hash_pool_keeps_keys_across_nodes(nodes: NodeFactory) -> None:
     async with nodes("a", "b") as (a, b):
         pool = await a.start(
@@ -387,4 +399,21 @@ async def test_a_caller_that_learns_of_an_exit_finds_the_name_free(
         local.exit("boom")
         assert await local.join(2.0) == "boom"  # its release is still on its way
         await b.broker.remote("svc", "a").stop()
+        await b.spawn(Server, name=otp.Global("svc"))
+
+
+@pytest.mark.usefixtures("slow_release")
+async def test_terminate_child_frees_the_childs_global_name_before_it_returns(
+    nodes: NodeFactory,
+) -> None:
+    async with nodes("a", "b") as (a, b):
+        child = otp.worker(Server, name=otp.Global("svc"), id="svc")
+        sup = await a.start(otp.supervisor("sup", [child]))
+        await sup.terminate_child("svc")  # a local supervisor
+        taken = await b.spawn(Server, name=otp.Global("svc"))
+        await taken.stop()
+        await sup.restart_child("svc")
+        remote_sup = await remote(b, "sup")
+        await remote_sup.terminate_child("svc")  # from another node
+        assert await b.locate("svc") is None
         await b.spawn(Server, name=otp.Global("svc"))

@@ -36,7 +36,7 @@ from .._backends import Expired
 from .._broker import DeadLetter
 from .._exceptions import ActorExited, CodecError, MailboxFull, NotFound
 from .._mailbox import CALL, CAST, INFO, Full, Overflow, Wrapped, wrap
-from .._supervisor_ops import SupervisorOp, _Call
+from .._supervisor_ops import SupervisorOp, TerminateChild, _Call
 from .._supervisor_refs import PoolRef
 from ._frames import (
     Call,
@@ -227,11 +227,11 @@ class Server:
             if not waiting:
                 self._queue(target, frame, request)
             return False
-        self._spawn(self._reply_for, frame.node, frame.cid, caller, frame.deadline)
+        self._spawn(self._reply_for, frame.node, frame.cid, caller, frame.deadline, _stops(request))
         return True
 
     async def _reply_for(
-        self, peer: str, cid: int, caller: Promise, deadline: float | None
+        self, peer: str, cid: int, caller: Promise, deadline: float | None, stops: bool
     ) -> None:
         broker = self.broker
         timeout = None
@@ -242,11 +242,8 @@ class Server:
         except Expired:
             return  # the caller has given up too
         except ActorExited as exc:
-            if broker._exits_pending():
-                # As for a Down: the caller that learns of the exit finds its global name
-                # free (within what is left of the call's time).
-                left = None if deadline is None else deadline - broker._cluster_time()
-                await broker._exits_settled(None if left is None else max(0.0, left))
+            # As for a Down: the caller that learns of the exit finds its global name free.
+            await self._settle(deadline)
             self._exit_reply(peer, cid, exc.reason)
             return
         except MailboxFull as exc:
@@ -259,10 +256,20 @@ class Server:
             logger.error("the reply to a call from node %r cannot be encoded: %s", peer, error)
             self._reply(peer, cid, "err", str(error))
             return
+        if stops:  # a terminate_child: answered once the child's names are free
+            await self._settle(deadline)
         try:
             self._reply(peer, cid, "ok", tree)
         except CodecError as error:  # oversized
             self._reply(peer, cid, "err", str(error))
+
+    async def _settle(self, deadline: float | None) -> None:
+        """Wait until the releases of the exits so far are done in Redis (within what is
+        left of the call's time): what an answer that tells of an exit waits for."""
+        broker = self.broker
+        if broker._exits_pending():
+            left = None if deadline is None else deadline - broker._cluster_time()
+            await broker._exits_settled(None if left is None else max(0.0, left))
 
     # ------------------------------------------------------------------ casts and sends
 
@@ -381,7 +388,12 @@ class Server:
                             if not admitted:
                                 break
                             self._spawn(
-                                self._reply_for, frame.node, frame.cid, caller, frame.deadline
+                                self._reply_for,
+                                frame.node,
+                                frame.cid,
+                                caller,
+                                frame.deadline,
+                                _stops(message),
                             )
                 elif isinstance(frame, Cast):
                     kind = CAST if frame.kind == "cast" else INFO
@@ -528,3 +540,9 @@ class Server:
         task_group = self.broker.session.task_group
         if task_group is not None:
             task_group.start_soon(function, *args)
+
+
+def _stops(request: Any) -> bool:
+    """Whether answering ``request`` tells the caller an actor has stopped (a supervisor's
+    ``terminate_child``): its answer waits for the exit's releases, as a stop's does."""
+    return isinstance(request, _Call) and request.op == TerminateChild.wire_name
