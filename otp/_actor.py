@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, final, overload
 import anyio
 import attrs
 
-from ._backends import Backend, Expired, Promise
+from ._backends import BUDGET_OPS, Backend, Expired, Promise
 from ._call import Call, R
 from ._exceptions import (
     ActorExited,
@@ -75,8 +75,10 @@ logger = logging.getLogger("otp")
 
 _ids = itertools.count(1)
 
-#: How many messages an actor handles back to back before it yields to other tasks.
-_BUDGET: Final = 64
+#: How many messages an actor handles back to back before it asks whether to yield: it
+#: does once the scheduler budget's time slice has passed (``Backend.slice_spent``), so a
+#: busy actor holds the event loop for at most about one slice (1 ms) or 64 messages.
+_BUDGET: Final = BUDGET_OPS
 
 
 @final
@@ -151,6 +153,16 @@ class _Running:
 
 
 _RUNNING: Final = _Running()
+
+
+class _NotStarted:
+    """``ActorRef._coro`` until the actor's task runs."""
+
+    __slots__ = ()
+    cr_running = False
+
+
+_NOT_STARTED: Final = _NotStarted()
 
 
 class _InHand:
@@ -267,7 +279,10 @@ class ActorRef:
     _mailbox: MailboxQueue
     _parker: Any
     _scope: anyio.CancelScope | None  # None until start_actor hands it anyio's (see there)
-    _task: object
+    # The top coroutine of the actor's task: ``_coro.cr_running`` is true exactly while the
+    # actor's own task runs (the CalledSelf test and "stopped from inside": one C attribute
+    # read; asyncio.current_task is Python code before 3.12).
+    _coro: Any
     _alive: bool
     _stop_reason: Any
     _exit_reason: Any
@@ -323,7 +338,7 @@ class ActorRef:
         # the scope anyio already puts around the task, where there is one (one scope,
         # and its two sets, fewer per actor).
         self._scope = None if _OUTER_SCOPE else anyio.CancelScope(shield=True)
-        self._task = None
+        self._coro = _NOT_STARTED
         self._alive = True
         self._stop_reason = _RUNNING
         self._exit_reason = None
@@ -386,11 +401,11 @@ class ActorRef:
             raise WrongThread(self, "call")
         if not self._alive:
             raise self._exited_error()
-        backend = self._backend
-        if backend.current_task() is self._task:
+        if self._coro.cr_running:
             raise CalledSelf(self)
         if timeout is not None and (timeout.__class__ is not float or not timeout > 0):
             _check_timeout(timeout)  # the common float timeout skips this
+        backend = self._backend
         caller = backend.promise()
         item = Wrapped(CALL, request, caller)
         mailbox = self._mailbox
@@ -410,12 +425,14 @@ class ActorRef:
                 raise error from error.__cause__
             if timeout is not None:
                 timeout = max(0.0, timeout - (time.monotonic() - started))
-        if timeout == 0:
-            # Nothing can have replied yet: OTP's call with timeout 0, deterministically.
-            caller.fail(Expired())
-            raise CallTimeout(self, 0.0, request)
+        if timeout is not None:
+            if timeout == 0:
+                # Nothing can have replied yet: OTP's call with timeout 0, deterministically.
+                caller.fail(Expired())
+                raise CallTimeout(self, 0.0, request)
+            self._node._deadlines.add(timeout, caller)  # fails it with Expired when due
         try:
-            return await caller.wait(timeout, self._node._deadlines)
+            return await caller  # promise.wait() without its coroutine
         except Expired:
             raise CallTimeout(self, timeout or 0.0, request) from None
 
@@ -552,7 +569,7 @@ class ActorRef:
             await self._node._exits_settled(timeout)
             return
         self._request_stop(reason)
-        if self._backend.current_task() is self._task:
+        if self._coro.cr_running:
             return
         started = time.monotonic()
         actual = await self.join(timeout)
@@ -628,7 +645,7 @@ class ActorRef:
             _check_timeout(timeout)
         if not self._alive:
             raise self._exited_error()
-        if self._backend.current_task() is self._task:
+        if self._coro.cr_running:
             return _status_of(self._server)
         caller = self._backend.promise()
         self._mailbox.put_control(Wrapped(SYSTEM, _status_of, caller))
@@ -701,7 +718,7 @@ class ActorRef:
             reason = "normal"  # None would read as "not exited" (exit_reason); see stop()
         if self._alive and self._stop_reason is _RUNNING:
             self._stop_reason = reason
-            self._stopped_inside = self._backend.current_task() is self._task
+            self._stopped_inside = self._coro.cr_running
             self._parker.wake()
 
     def _link(self, other: ActorRef) -> None:
@@ -776,7 +793,7 @@ class ActorRef:
         if self._alive and not (self._scope is not None and self._scope.cancel_called):
             self._kill_reason = reason
             self.kill()
-            if self._backend.current_task() is self._task:
+            if self._coro.cr_running:
                 raise _SelfExit
 
     def _status(self) -> Any:
@@ -885,7 +902,7 @@ class ActorRef:
         exited = False
         try:
             try:
-                self._task = self._backend.current_task()
+                self._coro = self._backend.current_coroutine()
                 server = self._server
                 if server._otp_owns_task_group:
                     # Supervisors own the task group their children run in. Children
@@ -977,9 +994,12 @@ class ActorRef:
         inline = mailbox._capacity is None
         parker = self._parker
         checkpoint = self._backend.checkpoint
+        slice_spent = self._backend.slice_spent
         budget = _BUDGET
         reason: Any
         item: Any = None
+        caller: Any = None
+        result: Any = None
         deferred: tuple[Promise, Any] | None = None
         try:
             while (continues := self._continues) and self._stop_reason is _RUNNING:
@@ -995,7 +1015,7 @@ class ActorRef:
                     item = mailbox.get()
                 else:
                     self._current = None
-                    item = None  # an idle actor holds on to no message
+                    item = caller = result = None  # an idle actor holds on to no message
                     timeout = server.idle_timeout
                     if timeout is None:
                         await parker.sleep()  # no coroutine of its own: see Parker.sleep
@@ -1042,8 +1062,9 @@ class ActorRef:
                 budget -= 1
                 if not budget:
                     budget = _BUDGET
-                    self._current = None
-                    await checkpoint()
+                    if slice_spent():
+                        self._current = None
+                        await checkpoint()
             self._current = None
         except Exception as exc:
             if self._current is _IN_HAND:  # a cast's callback raised: say which

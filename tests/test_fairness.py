@@ -163,3 +163,45 @@ async def test_cast_in_a_cancelled_scope_raises_on_trio_at_once(anyio_backend: s
             assert sent == 0
         else:
             assert sent <= BUDGET_OPS
+
+
+class Spinner(otp.GenServer):
+    """Each cast takes ``work`` seconds of busy work (no await)."""
+
+    async def init(self, work: float) -> None:
+        self.work = work
+        self.seen = 0
+
+    async def handle_cast(self, message: Any) -> None:
+        until = time.perf_counter() + self.work
+        while time.perf_counter() < until:
+            pass
+        self.seen += 1
+
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        return self.seen
+
+
+@pytest.mark.parametrize("work", [0.0, BUDGET_SLICE / 4])
+async def test_an_actor_draining_its_mailbox_yields_once_per_budget(
+    rounds: int, work: float
+) -> None:
+    # The loop asks every BUDGET_OPS messages whether the slice has passed: with slow
+    # messages other tasks wait at most that many of them; with fast ones about a slice.
+    async with otp.Node() as node:
+        ref = await node.spawn(Spinner, work)
+        total = 20 * BUDGET_OPS if work else 40_000
+        for i in range(total):
+            ref.cast_nowait(i)
+        runs: list[int] = []
+        last = 0
+        while (seen := ref.statistics().messages_handled) < total:
+            runs.append(seen - last)
+            last = seen
+            await anyio.lowlevel.checkpoint()
+        runs.append(total - last)
+        if work:
+            assert max(runs) <= rounds * BUDGET_OPS
+        else:
+            assert len([r for r in runs if r]) >= 2  # it yielded while draining
+        assert await ref.call("seen") == total

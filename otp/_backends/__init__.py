@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Generator
 from typing import Any, Protocol
 
 from ._deadlines import DeadlineQueue, Expired
@@ -68,6 +68,12 @@ class Promise(Protocol):
         """Deliver ``exc`` to be raised in the waiter; ``False`` if too late."""
         ...
 
+    def __await__(self) -> Generator[Any, Any, Any]:
+        """``await promise``: wait for the value without a timeout of its own (the call
+        path registers its timeout with the node's deadlines first: ``deadlines.add(timeout,
+        promise)``, which fails it with :class:`Expired` when due)."""
+        ...
+
     async def wait(self, timeout: float | None, deadlines: Any = None) -> Any:
         """Wait for the value; after ``timeout`` seconds raise :class:`Expired`.
 
@@ -115,12 +121,24 @@ class Backend(Protocol):
 
     def current_task(self) -> object: ...
 
+    def current_coroutine(self) -> Any:
+        """The top coroutine of the running task: its ``cr_running`` is true exactly while
+        that task runs, which answers "is this code running in that task" with one C
+        attribute read (``asyncio.current_task`` is Python code before 3.12)."""
+        ...
+
     async def checkpoint(self) -> None:
         """A full checkpoint: a schedule point and a cancel point; it renews the budget."""
         ...
 
     def budget_spent(self) -> bool:
         """Whether an amortised checkpoint must be a real one now (see :class:`Budget`)."""
+        ...
+
+    def slice_spent(self) -> bool:
+        """Whether the budget's time slice has passed (or, on trio, the task's scope is
+        cancelled): an actor draining its mailbox asks once every ``BUDGET_OPS`` messages
+        and yields only then."""
         ...
 
 
@@ -146,6 +164,10 @@ class Budget:
     def renew(self) -> None:
         self.ops = 0
         self.since = time.perf_counter()
+
+    def slice_spent(self) -> bool:
+        """``True`` once :data:`BUDGET_SLICE` has passed since the last full checkpoint."""
+        return time.perf_counter() - self.since >= BUDGET_SLICE
 
     def spend(self) -> bool:
         """Count one operation; ``True`` when the budget is used up (the caller yields)."""

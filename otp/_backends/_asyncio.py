@@ -63,10 +63,9 @@ class AsyncioPromise(asyncio.Future[Any], Caller):
 
     Invariant: whoever completes it first wins; later resolve/fail calls report False."""
 
+    # No __init__: asyncio.Future's own (C) takes the running loop when given none; a
+    # Python one would cost 3,000 instructions a call.
     __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(loop=_get_loop())
 
     def resolve(self, value: object) -> bool:
         if _future_done(self):
@@ -138,6 +137,12 @@ class AsyncioBackend:
     current_task = staticmethod(asyncio.current_task)
 
     @staticmethod
+    def current_coroutine() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        return task.get_coro()
+
+    @staticmethod
     def deadlines(task_group: Any) -> LoopDeadlines:
         return loop_deadlines(_get_loop())  # per loop: several nodes of a loop share it
 
@@ -152,6 +157,10 @@ class AsyncioBackend:
         # an asyncio task only while it is suspended (so it is raised on resumption) or
         # from a loop callback (which runs at the next real yield, within one slice).
         return _budget.spend()
+
+    @staticmethod
+    def slice_spent() -> bool:
+        return _budget.slice_spent()
 
 
 BACKEND: Backend = AsyncioBackend()

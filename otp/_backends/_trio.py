@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from typing import Any
 
 import outcome
@@ -87,6 +88,9 @@ class TrioPromise(Caller):
         self._done = True
         return _SUCCEEDED
 
+    def __await__(self) -> Generator[Any, Any, Any]:
+        return self.wait(None).__await__()
+
     async def wait(self, timeout: float | None, deadlines: Any = None) -> Any:
         if self._outcome is not None:
             await _checkpoint()
@@ -145,6 +149,10 @@ class TrioBackend:
     current_task = staticmethod(current_task)
 
     @staticmethod
+    def current_coroutine() -> Any:
+        return current_task().coro
+
+    @staticmethod
     async def checkpoint() -> None:
         _budget.renew()
         await _checkpoint()
@@ -158,6 +166,13 @@ class TrioBackend:
         if current_task()._cancel_status.effectively_cancelled:
             return True
         return _budget.spend()
+
+    @staticmethod
+    def slice_spent() -> bool:
+        # A kill is a cancellation: noticed here as in budget_spent, not a slice later.
+        if current_task()._cancel_status.effectively_cancelled:
+            return True
+        return _budget.slice_spent()
 
 
 BACKEND: Backend = TrioBackend()
