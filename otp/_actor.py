@@ -1389,7 +1389,9 @@ async def start_actor(
     started = node._backend.promise()
     try:
         if _OUTER_SCOPE:
-            handle = task_group.start_soon(ref._run, args, started, name=f"otp actor {label}")
+            # create_task (anyio >= 4.14, as the handle's scope): start_soon would only add
+            # a second coroutine check and a name lookup.
+            handle = task_group.create_task(ref._run(args, started), name=f"otp actor {label}")
             # The actor's scope is the one anyio already runs the task in (TaskHandle's,
             # anyio >= 4.14), shielded now, before the task first runs: one cancel scope
             # (and its two sets) per actor instead of two. A kill that came before (the

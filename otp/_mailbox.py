@@ -417,12 +417,16 @@ class MailboxQueue:
         depth = len(self._items) + self._extra
         if depth > self._high:
             self._high = depth
-        left: list[Item] = []
-        for priority in [-p for p in self._order if p < 0]:  # higher priorities first
-            left.extend(self._lanes[priority])
-        left.extend(self._items)
-        for priority in [-p for p in self._order if p > 0]:
-            left.extend(self._lanes[priority])
+        order = self._order
+        if order:
+            left: list[Item] = []
+            for priority in [-p for p in order if p < 0]:  # higher priorities first
+                left.extend(self._lanes[priority])
+            left.extend(self._items)
+            for priority in [-p for p in order if p > 0]:
+                left.extend(self._lanes[priority])
+        else:  # priority 0 only (almost always): no lanes to merge
+            left = list(self._items)
         self._removed += len(left)
         self._items.clear()
         self._lanes.clear()
