@@ -81,11 +81,15 @@ class Peer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
+    def hang_up(self) -> None:
+        """Close its standard input: it leaves cleanly (see :meth:`close`)."""
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            self.proc.stdin.close()
+
     def close(self) -> None:
         proc = self.proc
         if proc.poll() is None:
-            assert proc.stdin is not None
-            proc.stdin.close()
+            self.hang_up()
             try:
                 proc.wait(5)
             except subprocess.TimeoutExpired:
@@ -135,6 +139,8 @@ def start_peers(
         return started
 
     yield start
+    for peer in peers:  # all leave at once, then each is waited for
+        peer.hang_up()
     for peer in peers:
         peer.close()
 

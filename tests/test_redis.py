@@ -310,22 +310,43 @@ async def test_remote_call_cast_send_stop(nodes: Any) -> None:
         await fresh.stop()  # stopping a dead actor returns at once
 
 
+class Held(otp.GenServer):
+    """Answers each call with its request; a ``"hold"`` only once ``gate`` is set."""
+
+    async def init(self, gate: anyio.Event) -> None:
+        self.gate = gate
+
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        if request == "hold":
+            await self.gate.wait()
+        return request
+
+
 async def test_remote_mailbox_full(nodes: Any) -> None:
+    # Deterministic: the first call is held by a gate (not a timer) until the third has
+    # found the mailbox full.
     async with nodes("a", "b") as (a, b):
-        tight = await b.spawn(Counter, 0, name="tight", mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
+        gate = anyio.Event()
+        tight = await b.spawn(Held, gate, name="tight", mailbox=otp.Mailbox(1, otp.Overflow.FAIL))
         ref = await a.broker.whereis("tight")
         assert ref is not None
+        answers: list[Any] = []
 
         def enqueued() -> int:
             return int(tight.statistics().mailbox.enqueued)
 
+        async def call(request: str) -> None:
+            answers.append(await ref.call(request, timeout=30))
+
         async with anyio.create_task_group() as tg:
-            tg.start_soon(ref.call, Slow(0.3))
-            await wait_until(lambda: enqueued() == 1)  # being handled
-            tg.start_soon(ref.call, Slow(0.01))
+            tg.start_soon(call, "hold")
+            await wait_until(lambda: enqueued() == 1)  # being handled, held
+            tg.start_soon(call, "queued")
             await wait_until(lambda: enqueued() == 2)  # queued: the mailbox is full
             with pytest.raises(otp.MailboxFull):
-                await ref.call(Get())
+                await ref.call("refused")
+            gate.set()
+        assert sorted(answers) == ["hold", "queued"]  # both answered once the gate opened
 
 
 async def test_remote_monitors(nodes: Any) -> None:
@@ -772,3 +793,35 @@ async def test_inbound_publishes_waiting_for_room_are_bounded(nodes: Any) -> Non
             with anyio.fail_after(5):
                 assert [(await sub.receive()).message for _ in range(8)] == list(range(8))
             await wait_until(lambda: b.broker.statistics().backlog == 0)
+
+
+async def test_an_ack_racing_a_claim_delivers_nothing_twice(nodes: Any) -> None:
+    # Redis runs an XAUTOCLAIM (the entry idle past claim_after, handed out but not yet
+    # acknowledged), then the XACK; the ack returns before the claim's reply is read.
+    async with nodes("a", durable=["jobs.*"]) as (a,):
+        await a.broker.publish("jobs.race", OrderCreated(1))
+        async with a.broker.consume("jobs.race", "g", claim_after=0.05) as jobs:
+            client = a.broker.session.client
+            assert client is not None
+            original = client.xautoclaim
+            claimed, acked = anyio.Event(), anyio.Event()
+            calls = 0
+
+            async def racing(*args: Any, **kwargs: Any) -> Any:
+                nonlocal calls
+                reply = await original(*args, **kwargs)
+                calls += 1
+                if reply and any(e is not None for e in reply[1]) and not claimed.is_set():
+                    claimed.set()
+                    await acked.wait()
+                return reply
+
+            client.xautoclaim = racing  # type: ignore[method-assign]
+            with anyio.fail_after(5):
+                first = await jobs.receive()
+                await claimed.wait()
+                await jobs.ack(first)
+                acked.set()
+            after = calls
+            await wait_until(lambda: calls >= after + 2)  # the reader went on twice since
+            assert jobs.receive_nowait() is None  # not delivered a second time

@@ -107,7 +107,7 @@ _json_values = st.recursive(
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner, max_size=5)
     ),
-    max_leaves=20,
+    max_leaves=6,
 )
 _keys = st.sampled_from(
     [

@@ -40,7 +40,16 @@ class StreamSubscription(Subscription):
     delivered again to another consumer of the group after ``claim_after`` seconds.
     """
 
-    __slots__ = ("_ack", "_outstanding", "_room", "consumer", "group", "topic")
+    __slots__ = (
+        "_ack",
+        "_acked_while_claiming",
+        "_claiming",
+        "_outstanding",
+        "_room",
+        "consumer",
+        "group",
+        "topic",
+    )
 
     def __init__(
         self,
@@ -61,6 +70,10 @@ class StreamSubscription(Subscription):
         # Entries handed to this subscription and not acknowledged yet: never claimed
         # back (that would deliver them twice without any failure).
         self._outstanding: set[str] = set()
+        # Entries acknowledged while an XAUTOCLAIM was in flight: Redis may have run the
+        # claim before the XACK, so the claim's reply can hold them though they are done.
+        self._claiming = False
+        self._acked_while_claiming: set[str] = set()
         self._room = anyio.Event()
         self._on_drop = self._dropped
 
@@ -88,6 +101,8 @@ class StreamSubscription(Subscription):
         """Acknowledge ``envelope``: Redis forgets it for this group (``XACK``)."""
         await self._ack(envelope.id)
         self._outstanding.discard(envelope.id)
+        if self._claiming:
+            self._acked_while_claiming.add(envelope.id)
         self._room.set()
 
     async def receive(self) -> Envelope:
@@ -177,12 +192,21 @@ class Streams:
                 now = time.monotonic()
                 if now >= next_claim:
                     next_claim = now + max(claim_after / 2, 0.05)
-                    claimed = await client.xautoclaim(
-                        key, sub.group, sub.consumer, claim_ms, "0-0", count=room
-                    )
+                    sub._claiming = True
+                    try:
+                        claimed = await client.xautoclaim(
+                            key, sub.group, sub.consumer, claim_ms, "0-0", count=room
+                        )
+                    finally:
+                        sub._claiming = False
+                    done = sub._acked_while_claiming
                     for entry in claimed[1] if claimed else ():
-                        if entry is not None and _entry_id(entry) not in sub._outstanding:
+                        if entry is None:
+                            continue
+                        entry_id = _entry_id(entry)
+                        if entry_id not in sub._outstanding and entry_id not in done:
                             entries.append(entry)
+                    done.clear()
                 if not entries:
                     got = await client.xreadgroup(
                         sub.group,
