@@ -216,11 +216,17 @@ class RemoteRef:
         await self._transport._remote_post(self, "send", message)
 
     def cast_nowait(self, message: Any) -> None:
-        """:meth:`cast` from synchronous code: queued and sent in order by the broker."""
+        """:meth:`cast` from synchronous code: queued and sent in order by the broker.
+
+        Raises :class:`otp.MailboxFull` while the actor's node reports its ``BLOCK``
+        mailbox full with this node's casts waiting for room there, as a local
+        ``cast_nowait`` raises at a full ``BLOCK`` mailbox (:meth:`cast` waits).
+        """
         self._transport._remote_post_nowait(self, "cast", message)
 
     def send_nowait(self, message: Any) -> None:
-        """:meth:`send` from synchronous code: queued and sent in order by the broker."""
+        """:meth:`send` from synchronous code: queued and sent in order by the broker;
+        :class:`otp.MailboxFull` as for :meth:`cast_nowait`."""
         self._transport._remote_post_nowait(self, "send", message)
 
     async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:

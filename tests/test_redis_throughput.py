@@ -116,3 +116,65 @@ async def test_the_listener_falls_back_to_coredis_own_path(
         with anyio.fail_after(5):
             assert await a.broker.publish("bt.none", 1) == 0
     assert isinstance(a.broker, RedisBroker)
+
+
+class Gate(otp.GenServer):
+    """Counts casts, each only once ``gate`` is set: a mailbox that stays full."""
+
+    async def init(self, gate: anyio.Event) -> None:
+        self.gate = gate
+        self.got = 0
+
+    async def handle_cast(self, message: Any) -> None:
+        await self.gate.wait()
+        self.got += 1
+
+    async def handle_call(self, request: Any, caller: Any) -> Any:
+        return self.got
+
+
+async def test_cast_nowait_to_a_full_block_mailbox_elsewhere_raises_mailbox_full(
+    nodes: Any,
+) -> None:
+    async with nodes("a", "b", window=8) as (a, b):
+        gate = anyio.Event()
+        await b.spawn(Gate, gate, name="gated", mailbox=otp.Mailbox(2, otp.Overflow.BLOCK))
+        await b.spawn(Counter, 0, name="free")
+        gated = await a.broker.whereis("gated", node="b")
+        free = await a.broker.whereis("free", node="b")
+        assert gated is not None and free is not None
+        for _ in range(8):  # the window
+            gated.cast_nowait(Add(1))
+        # They arrive; the mailbox fills and the rest wait for room over there.
+        await wait_until(lambda: b.broker.statistics().backlog >= 1)
+        # Its node tells this one that the flow's frames wait for room: from then on a
+        # remote cast_nowait raises, as a local one at a full BLOCK mailbox does.
+        sent = 8
+        refusal: list[otp.MailboxFull] = []
+
+        def refused() -> bool:
+            nonlocal sent
+            try:
+                gated.cast_nowait(Add(1))
+            except otp.MailboxFull as exc:
+                refusal.append(exc)
+                return True
+            sent += 1
+            return False
+
+        await wait_until(refused)
+        assert refusal[0].policy is otp.Overflow.BLOCK
+        with pytest.raises(otp.MailboxFull):
+            gated.send_nowait(Add(1))  # the same flow
+        # Only that actor's flow is held: a burst to another actor there never raises,
+        # even past the credit window.
+        for _ in range(20):
+            free.cast_nowait(Add(1))
+        assert await free.call(Get(), timeout=5) == 20
+        gate.set()
+        assert await gated.call(None, timeout=5) == sent
+        # Once nothing waits there any more, cast_nowait goes through again.
+        flows = a.broker.remote_actors.flows
+        await wait_until(lambda: not any(flow.blocked for flow in flows.values()))
+        gated.cast_nowait(Add(1))
+        assert await gated.call(None, timeout=5) == sent + 1

@@ -21,7 +21,8 @@ demon  :class:`Demonitor`       mid
 down   :class:`DownNotice`      mid, why
 whereis :class:`Whereis`        c, nm name
 where  :class:`Where`           c, nm, a actor id (absent: not here)
-credit :class:`Credit`          fl, n: the flow's messages consumed so far
+credit :class:`Credit`          fl, n: the flow's messages consumed so far, b: its
+                                actor's mailbox is full and frames wait (``BLOCK``)
 sync   :class:`Sync`            fl, n: the flow's last sequence number sent
 hello  :class:`Hello`           (on the cluster channel) a node is up
 bye    :class:`Bye`             a node leaves
@@ -325,9 +326,13 @@ class Where(Frame):
 
 @attrs.frozen(kw_only=True)
 class Credit(Frame):
+    """The receiver of a flow consumed its first ``n`` frames; ``blocked``: the actor's
+    mailbox is full (``BLOCK``) and frames of this flow wait for room."""
+
     kind: ClassVar[str] = "credit"
     flow: int = _wire("fl", validator=_count)
     n: int = _wire("n", validator=_count)
+    blocked: bool = _wire("b", default=False)
 
 
 @attrs.frozen(kw_only=True)

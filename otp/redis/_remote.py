@@ -12,7 +12,10 @@ actor refs on the wire (the codec's ref lender), and answers ``whereis``.
   be unconsumed at the receiver (not yet in the actor's mailbox). The receiver grants
   credit back as it delivers (``credit`` frames with the count consumed so far), so a full
   ``BLOCK`` mailbox on another node makes ``await ref.cast(...)`` wait, as a local one
-  does. A flow that hears nothing for a while asks (``sync``); lost frames are forgiven.
+  does. The receiver also says when frames of the flow start and stop waiting for room
+  there (``blocked``): meanwhile ``cast_nowait``/``send_nowait`` raise
+  :class:`otp.MailboxFull`, as a local one does at a full ``BLOCK`` mailbox. A flow that
+  hears nothing for a while asks (``sync``); lost frames are forgiven.
 """
 
 from __future__ import annotations
@@ -105,7 +108,7 @@ class _Pending:
 class _Flow:
     """The casts and sends of this node to one remote actor."""
 
-    __slots__ = ("acked", "id", "node", "sent", "to", "wake")
+    __slots__ = ("acked", "blocked", "id", "node", "sent", "to", "wake")
 
     def __init__(self, flow_id: int, node: str, to: dict[str, Any]) -> None:
         self.id = flow_id
@@ -113,6 +116,7 @@ class _Flow:
         self.to = to  # the target's tree, written once
         self.sent = 0  # sequence number of the last frame sent
         self.acked = 0  # frames the receiver consumed (or lost)
+        self.blocked = False  # the receiver said: the actor's BLOCK mailbox is full
         self.wake = anyio.Event()
 
     def grant(self, upto: int) -> None:
@@ -123,6 +127,7 @@ class _Flow:
     def forgive(self) -> None:
         """The receiver is gone or reconnected: nothing is outstanding any more."""
         self.acked = self.sent
+        self.blocked = False
         self.wake.set()
 
 
@@ -457,15 +462,20 @@ class RemoteActors:
         flow = self.flow_ids.get(frame.flow)
         if flow is not None and flow.node == frame.node:
             flow.grant(frame.n)
+            flow.blocked = frame.blocked
 
     def _remote_post_nowait(self, ref: RemoteRef, kind: str, message: Any) -> None:
         why = "noproc" if ref._exit_reason is not None else self._unreachable(ref)
         if why is not None:
             self.broker._dead_letter(DeadLetter(message, ref, why))
             return
-        # Never waits: credits are counted (a later await cast waits for them) but not
-        # enforced; the receiver's inbound bound protects it.
-        self._send_post(ref, kind, message, self._flow(ref))
+        flow = self._flow(ref)
+        if flow.blocked:
+            # As a local cast_nowait at a full BLOCK mailbox: the receiver said that
+            # actor's mailbox is full and this flow's frames wait for room there (a
+            # burst to an actor with room never raises). ``await cast`` waits instead.
+            raise MailboxFull(ref, None, Overflow.BLOCK)
+        self._send_post(ref, kind, message, flow)
 
     async def _remote_stop(self, ref: RemoteRef, reason: Any, timeout: float | None) -> None:
         broker = self.broker

@@ -17,7 +17,8 @@ monitors that arrive on the node's control channel.
   or send is a dead letter (reason ``"inbound_full"``) and a call is answered with
   :class:`otp.MailboxFull`.
 * **Credits.** Each cast or send that reaches its mailbox (or is dropped by its policy)
-  is counted per flow and credited back to the sender (see ``_remote``).
+  is counted per flow and credited back to the sender (see ``_remote``); the sender is
+  also told when frames of its flow start and stop waiting for room (``blocked``).
 * **Deadlines.** A call whose deadline has passed (on the cluster clock) when it would be
   put in the mailbox is dropped: a dead letter with reason ``"expired"``.
 * **Lease.** While the node's lease has run out (it was paused, or cannot reach Redis)
@@ -70,14 +71,16 @@ _HELD_LIMIT: Final = 100_000
 
 
 class _InFlow:
-    """What this node consumed of one sender's flow."""
+    """What this node consumed of one sender's flow; ``queued``: its frames waiting for
+    room; ``blocked``: what the sender was last told of that (see ``Credit``)."""
 
-    __slots__ = ("done", "granted", "queued")
+    __slots__ = ("blocked", "done", "granted", "queued")
 
     def __init__(self) -> None:
         self.done = 0
         self.granted = 0
         self.queued = 0
+        self.blocked = False
 
 
 class Server:
@@ -320,12 +323,14 @@ class Server:
 
     def _grant(self, peer: str, flow: int, inflow: _InFlow) -> None:
         inflow.granted = inflow.done
-        self._answer(peer, Credit(flow=flow, n=inflow.done, **self.broker._me))
+        inflow.blocked = blocked = inflow.queued > 0
+        self._answer(peer, Credit(flow=flow, n=inflow.done, blocked=blocked, **self.broker._me))
 
     def grant(self) -> None:
-        """Send the credit not yet granted (after a burst of frames)."""
+        """Send the credit not yet granted (after a burst of frames), and tell senders
+        whose frames no longer wait for room."""
         for (peer, flow), inflow in self.inflows.items():
-            if inflow.done > inflow.granted:
+            if inflow.done > inflow.granted or inflow.blocked != (inflow.queued > 0):
                 self._grant(peer, flow, inflow)
 
     def _on_sync(self, frame: Sync) -> None:
@@ -358,6 +363,10 @@ class Server:
         if isinstance(frame, Cast) and frame.flow is not None:
             inflow = self.inflows.setdefault((frame.node, frame.flow), _InFlow())
             inflow.queued += 1
+            if not inflow.blocked:
+                # The sender's cast_nowait raises MailboxFull from now on, as a local
+                # one at this full BLOCK mailbox would (await cast waits for credit).
+                self._grant(frame.node, frame.flow, inflow)
 
     async def _drain(self, target: ActorRef) -> None:
         # Waits for room in one actor's mailbox; nothing else waits on it.
@@ -415,6 +424,7 @@ class Server:
                     if isinstance(frame, Cast):
                         self._unqueue(frame)
                         self._consumed(frame)
+            self.grant()  # the senders learn their frames no longer wait here
 
     @staticmethod
     async def _put_waiting(target: ActorRef, item: Any, timeout: float | None) -> bool:
