@@ -7,7 +7,6 @@ import io
 from typing import Any
 
 import anyio
-import attrs
 import pytest
 from rich.console import Console
 
@@ -181,10 +180,6 @@ def test_colours_mark_healthy_and_dead() -> None:
     assert red not in alive
 
 
-@pytest.mark.skipif(
-    "restarting" not in attrs.fields_dict(otp.ActorSnapshot),
-    reason="ActorSnapshot has no 'restarting' field yet (proposed in otp/_supervisor.py)",
-)
 def test_restarting_children_are_yellow() -> None:
     yellow = "\x1b[33m"
     snapshot = _actor(id="w", alive=False, restarting=True)
