@@ -5,6 +5,7 @@ before they return."""
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 pytest.importorskip("coredis", reason="the Redis broker needs coredis (pip install anyotp[redis])")
 
-import gc
+import coredis
 
 import otp
 from otp.redis import RedisBroker
@@ -417,3 +418,70 @@ async def test_terminate_child_frees_the_childs_global_name_before_it_returns(
         await remote_sup.terminate_child("svc")  # from another node
         assert await b.locate("svc") is None
         await b.spawn(Server, name=otp.Global("svc"))
+
+
+async def test_a_pending_request_fails_when_this_node_loses_redis(
+    nodes: NodeFactory,
+    redis_url: str,  # noqa: F811
+    prefix: str,  # noqa: F811
+) -> None:
+    async with nodes("a", "b") as (a, b):
+        await a.spawn(Server, name="srv")
+        ref = await remote(b, "srv")
+        held = ref.send_request(["later", "k"])
+        assert await ref.call(["echo", 0]) == 0  # in order: the request is there
+        async with coredis.Redis.from_url(redis_url) as raw:
+            for client in await raw.client_list():
+                if client.get("name") == f"otp:{prefix}:b":
+                    await raw.client_kill(identifier=int(client["id"]))
+        with pytest.raises(otp.ActorExited) as info:
+            await held.wait(5.0)
+        assert info.value.reason == "noconnection"
+        assert b.broker.statistics().awaiting == 0
+        await wait_until(lambda: b.broker.statistics().reconnects >= 1)
+        assert await ref.call(["echo", 1], timeout=5.0) == 1  # the ref works again
+
+
+class Gate(otp.GenServer):
+    """Traps exits; a cast ``"hold"`` blocks it until ``opened`` is set; records the
+    other casts and what it trapped, in order."""
+
+    trap_exit = True
+
+    async def init(self, opened: anyio.Event) -> None:
+        self.opened = opened
+        self.got: list[Any] = []
+
+    async def handle_cast(self, message: Any) -> None:
+        if message == "hold":
+            await self.opened.wait()
+        else:
+            self.got.append(message)
+
+    async def handle_info(self, message: Any) -> None:
+        self.got.append(message)
+
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        return list(self.got)
+
+
+async def test_a_trapped_exit_keeps_its_place_behind_casts_waiting_for_room(
+    nodes: NodeFactory,
+) -> None:
+    async with nodes("a", "b") as (a, b):
+        opened = anyio.Event()
+        gate = await a.spawn(
+            Gate, opened, name="gate", mailbox=otp.Mailbox(capacity=1, overflow=otp.Overflow.BLOCK)
+        )
+        ref = await remote(b, "gate")
+        for message in ("hold", "one", "two", "three"):
+            await ref.cast(message)
+        ref.exit("late")
+        await wait_until(lambda: a.broker.statistics().backlog >= 3)  # two, three, the exit
+        opened.set()
+
+        async def got() -> list[Any] | None:
+            seen: list[Any] = await gate.call("got")
+            return seen if len(seen) == 4 else None
+
+        assert await wait_until(got) == ["one", "two", "three", otp.Exit(None, "late")]

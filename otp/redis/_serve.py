@@ -4,6 +4,8 @@ monitors that arrive on the node's control channel.
 * **Pools.** A frame for a worker pool (:func:`otp.worker_pool`) is dispatched as the
   local :class:`otp.PoolRef` dispatches it: a call, cast or send goes to one worker
   (round robin, least busy or by key), a supervisor operation to the pool's supervisor.
+* **Signals.** An exit signal acts at once, as locally; only one that the target traps
+  while frames wait for room in its mailbox waits behind them (it becomes a message).
 * **Exits.** A stop is answered once the actor has exited *and* what its exit freed in
   the cluster (its global name, its group memberships) is freed in Redis; a ``down``
   notice and a call's ``exit`` reply wait for that too, so the node that learns of the
@@ -410,6 +412,9 @@ class Server:
                         break
                     self._unqueue(frame)
                     self._consumed(frame)
+                elif isinstance(frame, ExitSignal):
+                    sender, reason = message
+                    target._signal(sender, reason, linked=False)
                 backlog.popleft()
                 self.backlogged -= 1
             self.grant()
@@ -419,6 +424,8 @@ class Server:
                 self.backlogged -= 1
                 if isinstance(frame, Call):
                     self._exit_reply(frame.node, frame.cid, target.exit_reason or "noproc")
+                elif isinstance(frame, ExitSignal):
+                    continue  # a dead actor ignores a signal
                 else:
                     self._dead(frame, message, "noproc")
                     if isinstance(frame, Cast):
@@ -480,6 +487,17 @@ class Server:
             return  # a dead actor ignores a signal
         reason = reason_from_wire(broker.codec, frame.why, refs)
         sender: Any = None if frame.sender is None else refs._ref_from_wire(ref_tree(frame.sender))
+        if (
+            target in self.backlogs
+            and self.backlogged < self.inbound_limit
+            and not (isinstance(reason, str) and reason == "kill")
+            and target.statistics().trap_exit
+        ):
+            # Trapped, the signal becomes a message: after the casts waiting here for room
+            # in its mailbox, as Erlang orders the signals between two processes. (Any
+            # other signal acts at once: what waits here would be discarded anyway.)
+            self._queue(target, frame, (sender, reason))
+            return
         target._signal(sender, reason, linked=False)
 
     def _on_monitor(self, frame: Monitor) -> None:
