@@ -15,6 +15,7 @@ import anyio
 import pytest
 
 import otp
+from otp.testing import monitor_count
 
 pytestmark = pytest.mark.anyio
 
@@ -64,10 +65,11 @@ async def test_an_idle_actor_costs_few_objects_more_than_a_bare_waiting_task() -
 async def test_a_top_level_actor_needs_no_monitor_of_the_node() -> None:
     async with otp.Node() as node:
         ref = await node.spawn(Idle)
-        assert node._top.get(ref, 0) is None
+        assert [child.ref for child in node.tree().children] == [ref]  # the node knows it
         assert ref.statistics().monitored_by == ()
+        assert monitor_count(ref) == 0  # not even a watcher-less one of the runtime's
         await ref.stop()
-        assert ref not in node._top
+        assert node.tree().children == ()
 
 
 class _SlowClaims(otp.InMemoryBroker):
