@@ -48,6 +48,11 @@ class Recorder(otp.GenServer):
         return list(self.got)
 
 
+async def has_got(ref: otp.ActorRef, count: int) -> bool:
+    """Whether the Recorder ``ref`` has received ``count`` messages (asked by call)."""
+    return len(await ref.call(None)) == count
+
+
 async def test_queued_frames_go_out_together_in_order_each_with_its_receivers(
     nodes: Any,
 ) -> None:
@@ -58,8 +63,8 @@ async def test_queued_frames_go_out_together_in_order_each_with_its_receivers(
             a.broker.publish_nowait("bt.x", i)
             if i % 3 == 0:
                 a.broker.publish_nowait("bt.nobody", i)  # in the same batches
-        await wait_until(lambda: len(rec._server.got) == 300, timeout=10)
-        assert rec._server.got == list(range(300))
+        await wait_until(lambda: has_got(rec, 300), timeout=10)
+        assert await rec.call(None) == list(range(300))
         stats = a.broker.statistics()
         assert stats.sent - before.sent >= 400
         # 400 frames queued at once went out in a few round trips, not one each...
