@@ -413,8 +413,8 @@ def monitor_count(ref: ActorRef) -> int:
 
     It counts every monitor: those of actors on this node (``ref.statistics()
     .monitored_by`` lists those, once per actor), those of actors on other nodes (a
-    networked broker holds them for its peers) and the runtime's own (a node watches each
-    of its top-level actors), so compare it with a count taken before. A dead actor has
-    none. OTP's counterpart is ``length(element(2, process_info(Pid, monitored_by)))``.
+    networked broker holds them for its peers, with no local watcher) and any the runtime
+    keeps itself, so compare it with a count taken before. A dead actor has none. OTP's
+    counterpart is ``length(element(2, process_info(Pid, monitored_by)))``.
     """
     return len(ref._monitors)

@@ -394,7 +394,7 @@ async def test_demonitor_and_watcher_exit_tell_the_remote_node(nodes: Any) -> No
         target = await b.spawn(Counter, name="t")
         ref = await a.broker.whereis("t")
         assert ref is not None
-        before = monitor_count(target)  # the node's own
+        before = monitor_count(target)
         one = await a.spawn(Demonitoring, ref)
         two = await a.spawn(Demonitoring, ref)
         await ref.call(Get())

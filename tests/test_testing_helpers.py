@@ -274,7 +274,7 @@ async def test_broker_index_counts_patterns_actors_and_routes_until_they_are_gon
 async def test_monitor_count_follows_monitors_from_anywhere() -> None:
     async with otp.Node() as node:
         target = await node.spawn(Counter)
-        before = monitor_count(target)  # the node's own bookkeeping
+        before = monitor_count(target)
         probe = await start_probe(node)
         await probe.monitor(target)
         await probe.monitor(target)  # two monitors of one watcher count twice
