@@ -36,11 +36,16 @@ from ._exceptions import (
 )
 from ._gen_server import IGNORE, NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
+    ACCEPTED,
     CALL,
     CAST,
     CONTROL,
+    DROPPED,
+    GONE,
     INFO,
+    REFUSED,
     SYSTEM,
+    WAIT,
     Full,
     Item,
     Kind,
@@ -697,6 +702,47 @@ class ActorRef:
                 raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
             if not await mailbox.put_blocking(item, self._backend, priority):
                 self._node._dead_letter(self, message, "noproc")
+
+    # ------------------------------------------------------------------ as a receiver
+    # Internal: how a broker (otp/_broker.py, otp/redis) hands a published message to this
+    # actor's handle_info, so that no other module reads its mailbox or liveness: the
+    # counterpart of a Subscription's _offer/_offer_blocking/_offer_system. ``item`` is a
+    # ``Wrapped(INFO, message)``, built once per publish (items are never modified). Each
+    # returns one of otp._mailbox's offer codes; the broker writes the dead letters of
+    # REFUSED and GONE (they carry the topic).
+
+    def _offer(self, item: Wrapped, priority: int = 0) -> int:
+        """Queue ``item`` without waiting, as the overflow policy says: ``WAIT`` for a full
+        ``BLOCK`` mailbox (then :meth:`_offer_blocking`), ``REFUSED`` for a full ``FAIL``
+        one, ``DROPPED`` if ``DROP_NEWEST``/``DROP_OLDEST`` dropped it (the dead letter is
+        recorded), ``GONE`` once the actor has exited."""
+        if not self._alive:
+            return GONE
+        mailbox = self._mailbox
+        try:
+            return ACCEPTED if mailbox.put(item, priority) else DROPPED
+        except Full:
+            return WAIT if mailbox._overflow is Overflow.BLOCK else REFUSED
+
+    async def _offer_blocking(self, item: Wrapped, priority: int = 0) -> bool:
+        """Wait for room in a full ``BLOCK`` mailbox (after :meth:`_offer` said ``WAIT``)
+        and queue ``item``; ``False`` if the actor exited first."""
+        return await self._mailbox.put_blocking(item, self._backend, priority)
+
+    def _offer_system(self, item: Wrapped) -> int:
+        """Queue a runtime message (a dead letter) that is never waited for: a full
+        ``BLOCK`` mailbox takes it past its capacity, the other policies apply as usual
+        (``ACCEPTED``, ``DROPPED`` or ``REFUSED``; ``GONE`` once the actor has exited)."""
+        if not self._alive:
+            return GONE
+        mailbox = self._mailbox
+        try:
+            return ACCEPTED if mailbox.put(item) else DROPPED
+        except Full:
+            if mailbox._overflow is Overflow.BLOCK:
+                mailbox.put_control(item)
+                return ACCEPTED
+            return REFUSED
 
     def _deliver_control(self, message: Any) -> None:
         # Down notices and timer messages: never refused, never dropped.

@@ -122,6 +122,14 @@ INFO: Final = Kind.INFO
 SYSTEM: Final = Kind.SYSTEM
 CONTROL: Final = Kind.CONTROL
 
+# What offering a message to a receiver (an actor's mailbox, a subscription's buffer, a
+# request's inbox) came to, as a broker reads it:
+ACCEPTED: Final = 0  # queued (or handed over)
+DROPPED: Final = 1  # an overflow policy dropped it; the receiver has recorded the dead letter
+WAIT: Final = 2  # a full BLOCK receiver: the sender may wait for room (the blocking offer)
+REFUSED: Final = 3  # a full FAIL receiver refused it; nothing recorded (the sender writes it)
+GONE: Final = 4  # the receiver has exited; nothing recorded
+
 
 @final
 class Wrapped:
