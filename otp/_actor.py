@@ -900,6 +900,14 @@ class ActorRef:
             deliver(Down(self, "noproc", monitor))
         return monitor
 
+    def _remove_monitor(self, monitor: MonitorRef) -> bool:
+        """Cancel a monitor made with :meth:`_add_monitor` (``erlang:demonitor/1`` for the
+        runtime's own watchers); ``False`` if it had fired or was cancelled already."""
+        watcher = self._monitors.pop(monitor, None)
+        if isinstance(watcher, ActorRef):
+            watcher._watching.pop(monitor, None)
+        return watcher is not None
+
     def _send_after(self, delay: float, message: Any) -> TimerRef:
         if delay < 0 or math.isnan(delay):
             raise ValueError(f"send_after delay must be seconds >= 0, not {delay!r}")
@@ -1150,7 +1158,6 @@ class ActorRef:
             node._unregister(self.name, self)
         for timer in list(self._timers or ()):
             timer.cancel()
-        node.broker._actor_exited(self)
         # A start that failed is reported to the spawner by the exception alone.
         failed_start = self._init_failed or (started is not None and not started.done())
         if started is not None and not started.done():
@@ -1187,7 +1194,7 @@ class ActorRef:
         for monitor, target in self._watching.items():
             target._monitors.pop(monitor, None)
         self._watching.clear()
-        node._top.pop(self, None)  # the node's list of its top-level actors
+        node._actor_exited(self)  # out of the node's indexes (live actors, top-level ones)
         monitors, self._monitors = self._monitors, {}
         for monitor, watcher in monitors.items():
             if isinstance(watcher, ActorRef):
@@ -1474,6 +1481,8 @@ async def start_actor(
         with anyio.CancelScope(shield=True):
             await ref.join()  # it exits "normal" at once; its name is free on return
         raise Ignored(label, where)
+    if ref._alive:  # (it may have exited since init returned)
+        node._actor_started(ref, worker=not server._otp_owns_task_group)
     if node._listeners:
         node._emit("started", actor=ref)
     return ref

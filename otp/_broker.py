@@ -46,7 +46,7 @@ from typing import (
 import anyio
 import attrs
 
-from ._actor import ActorRef
+from ._actor import ActorRef, Down, MonitorRef
 from ._backends import backend as _current_backend
 from ._exceptions import InvalidTopic, NoSubscriber, RequestTimeout
 from ._mailbox import (
@@ -508,15 +508,12 @@ class Broker(Protocol):
         ...
 
     async def _subscribe_actor(self, ref: ActorRef, topic: str) -> None:
-        """Deliver messages on ``topic`` to ``ref``'s ``handle_info`` until it exits."""
+        """Deliver messages on ``topic`` to ``ref``'s ``handle_info`` until it exits (the
+        broker learns of the exit by monitoring ``ref``)."""
         ...
 
     async def _unsubscribe_actor(self, ref: ActorRef, topic: str) -> None:
         """End one subscription of ``ref`` (no-op if it has none on ``topic``)."""
-        ...
-
-    def _actor_exited(self, ref: ActorRef) -> None:
-        """End every subscription of ``ref``; called synchronously from its exit."""
         ...
 
     def _dead_letter(self, letter: DeadLetter) -> None:
@@ -894,8 +891,11 @@ class InMemoryBroker:
         self._subs: dict[str, dict[Any, None]] = {}
         # the wildcard patterns among them, compiled.
         self._wild: dict[str, _Pattern] = {}
-        # actor -> the patterns it subscribed to.
+        # actor -> the patterns it subscribed to, and the monitor that ends them when it
+        # exits (the broker learns of exits as any watcher does: a Down, synchronously
+        # from the exit routine).
         self._actor_subs: dict[ActorRef, set[str]] = {}
+        self._actor_monitors: dict[ActorRef, MonitorRef] = {}
         # concrete topic -> its subscribers (a snapshot, rebuilt after changes).
         self._routes: dict[str, tuple[Any, ...]] = {}
         self._stages: tuple[Middleware, ...] = ()
@@ -1005,6 +1005,7 @@ class InMemoryBroker:
         mine = self._actor_subs.get(ref)
         if mine is None:
             mine = self._actor_subs[ref] = set()
+            self._actor_monitors[ref] = ref._add_monitor(self._subscriber_down)
         elif topic in mine:
             return
         mine.add(topic)
@@ -1019,9 +1020,13 @@ class InMemoryBroker:
         self._remove(topic, ref)
         if not mine:
             del self._actor_subs[ref]
+            ref._remove_monitor(self._actor_monitors.pop(ref))
         self._pattern_unwanted(topic)
 
-    def _actor_exited(self, ref: ActorRef) -> None:
+    def _subscriber_down(self, down: Down) -> None:
+        # A subscribed actor exited: every subscription of it ends.
+        ref: Any = down.ref
+        self._actor_monitors.pop(ref, None)
         mine = self._actor_subs.pop(ref, None)
         if mine:
             for topic in mine:
@@ -1493,24 +1498,8 @@ class InMemoryBroker:
         return await self._deliver(BROADCAST, message, None, None, tuple(targets))
 
     def _live_workers(self) -> list[ActorRef]:
-        # Every actor is a top-level one of a node or a child of a supervisor that is.
-        from ._supervisor import _Supervisor
-
-        found: list[ActorRef] = []
-
-        def walk(refs: Iterable[ActorRef | None]) -> None:
-            for ref in refs:
-                if ref is None or not ref._alive:
-                    continue
-                server = ref._server
-                if isinstance(server, _Supervisor):
-                    walk([child.ref for child in server.children])
-                else:
-                    found.append(ref)
-
-        for node in self._nodes:
-            walk(list(node._top))
-        return found
+        # The nodes index their live actors; a broker knows nothing of supervisors.
+        return [ref for node in self._nodes for ref in node._live_workers()]
 
     # ------------------------------------------------------------------ dead letters
 

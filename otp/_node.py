@@ -111,6 +111,10 @@ class Node:
         self._registry: dict[str, ActorRef] = {}
         # Top-level actors and supervisors, in start order (dict keeps insertion order).
         self._top: dict[ActorRef, None] = {}
+        # Every live actor of this node whose start has finished, in start order, mapped to
+        # whether it is a worker (runs no children). start_actor adds it, the exit routine
+        # takes it out (_actor_exited); broadcast reads it, so no one walks supervisors.
+        self._actors: dict[ActorRef, bool] = {}
         self._task_group_cm: TaskGroup | None = None
         self._entered = False
         self._closing = False
@@ -182,6 +186,23 @@ class Node:
     async def _stop_all(self) -> None:
         for ref in reversed(list(self._top)):
             await ref._shutdown(ref._shutdown_timeout)
+
+    # ------------------------------------------------------------------ the actor index
+
+    def _actor_started(self, ref: ActorRef, *, worker: bool) -> None:
+        """Internal (``start_actor``): ``ref`` has finished its start and runs."""
+        self._actors[ref] = worker
+
+    def _actor_exited(self, ref: ActorRef) -> None:
+        """Internal (the exit routine, synchronous): ``ref`` has exited."""
+        self._actors.pop(ref, None)
+        self._top.pop(ref, None)
+
+    def _live_workers(self) -> list[ActorRef]:
+        """The live worker actors of this node (every started actor that is not a
+        supervisor), in start order: what ``broadcast`` reaches (``erlang:processes()``
+        without the supervisors)."""
+        return [ref for ref, worker in self._actors.items() if worker]
 
     @property
     def _task_group(self) -> TaskGroup:

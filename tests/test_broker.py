@@ -11,7 +11,7 @@ import attrs
 import pytest
 
 import otp
-from otp.testing import broker_index, wait_until
+from otp.testing import broker_index, monitor_count, wait_until
 from tests._helpers import Block
 
 pytestmark = pytest.mark.anyio
@@ -340,6 +340,27 @@ async def test_an_actor_gets_a_message_once_even_when_patterns_overlap() -> None
         assert await node.broker.publish("orders.created", Created(3)) == 0
         assert await seen(ref) == [Created(1), Created(2)]
         assert broker_index(memory(node)).actors == 0
+
+
+async def test_the_broker_watches_a_subscribed_actor_with_one_monitor_while_it_subscribes() -> None:
+    # The broker learns of a subscriber's exit as any watcher does (a monitor); it holds
+    # one however many patterns, and gives it back with the last unsubscribe.
+    async with otp.Node() as node:
+        ref = await node.spawn(Listener)
+        baseline = monitor_count(ref)
+        for _ in range(3):
+            await ref.call(("subscribe", "a"))
+            await ref.call(("subscribe", "b.*"))
+            assert monitor_count(ref) == baseline + 1
+            await ref.call(("unsubscribe", "a"))
+            assert monitor_count(ref) == baseline + 1
+            await ref.call(("unsubscribe", "b.*"))
+            assert monitor_count(ref) == baseline
+        assert ref.statistics().monitored_by == ()  # not an actor: invisible to users
+        await ref.call(("subscribe", "a"))
+        await ref.stop()
+        assert broker_index(memory(node)).actors == 0
+        assert node.broker.statistics().subscribers == {}
 
 
 async def test_actor_subscriptions_end_when_the_actor_exits() -> None:

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 import otp
+from otp.testing import wait_for_restart
 from tests._helpers import Block, Counter
 
 pytestmark = pytest.mark.anyio
@@ -213,6 +214,35 @@ async def test_broadcast_reaches_every_worker_but_no_supervisor() -> None:
             [("top", Hello(1)), ("a", Hello(1)), ("b", Hello(1)), ("a", Hello(2)), ("b", Hello(2))],
             key=repr,
         )
+
+
+async def test_broadcast_reaches_dynamic_children_pool_workers_and_linked_actors() -> None:
+    # The node indexes its live actors as they start and exit (no walk of supervisors):
+    # children added later, pool workers and spawn_link'ed actors are reached; a stopped or
+    # killed incarnation is not, its restarted successor is.
+    log: list[Any] = []
+    async with otp.Node() as node:
+        dynamic = await node.start(otp.dynamic_supervisor("dynamic"))
+        pool = await node.start(otp.worker_pool("pool", Greeter, log, size=2))
+        assert await node.broker.broadcast(Hello(0)) == 2  # the pool's workers
+        child = await dynamic.start_child(otp.worker(Greeter, log, name="child"))
+        assert child is not None
+        linked = await node.spawn(Greeter, log, name="linked", link=child)
+        assert await node.broker.broadcast(Hello(1)) == 4
+        await dynamic.terminate_child(child)  # takes "linked" with it
+        await linked.join()
+        assert await node.broker.broadcast(Hello(2)) == 2
+        first = (await pool.which_children())[0]
+        assert first.ref is not None
+        first.ref.kill()
+        again = await wait_for_restart(pool, first.id, first.ref)
+        assert await node.broker.broadcast(Hello(3), where=lambda ref: ref is again) == 1
+        await again.call("sync")
+        assert log.count((None, Hello(3))) == 1
+        await pool.stop()
+        letters = memory(node).recent_dead_letters
+        assert await node.broker.broadcast(Hello(4)) == 0
+        assert (letters[-1].reason, letters[-1].topic) == ("no_subscriber", otp.BROADCAST)
 
 
 async def test_broadcast_respects_overflow_and_counts_deliveries() -> None:
