@@ -705,11 +705,13 @@ class ActorRef:
 
     # ------------------------------------------------------------------ as a receiver
     # Internal: how a broker (otp/_broker.py, otp/redis) hands a published message to this
-    # actor's handle_info, so that no other module reads its mailbox or liveness: the
-    # counterpart of a Subscription's _offer/_offer_blocking/_offer_system. ``item`` is a
-    # ``Wrapped(INFO, message)``, built once per publish (items are never modified). Each
-    # returns one of otp._mailbox's offer codes; the broker writes the dead letters of
-    # REFUSED and GONE (they carry the topic).
+    # actor's handle_info: the counterpart of a Subscription's _offer/_offer_blocking/
+    # _offer_system. ``item`` is a ``Wrapped(INFO, message)``, built once per publish
+    # (items are never modified). Each returns one of otp._mailbox's offer codes; the
+    # broker writes the dead letters of REFUSED and GONE (they carry the topic). A fan-out
+    # loop may inline _offer's common case, and only that: ``ref._alive`` and then
+    # ``ref._mailbox.put(item, priority)`` (True: queued; False: DROPPED; Full: ask
+    # _offer_full); nothing else of the actor is read outside this module.
 
     def _offer(self, item: Wrapped, priority: int = 0) -> int:
         """Queue ``item`` without waiting, as the overflow policy says: ``WAIT`` for a full
@@ -718,11 +720,15 @@ class ActorRef:
         recorded), ``GONE`` once the actor has exited."""
         if not self._alive:
             return GONE
-        mailbox = self._mailbox
         try:
-            return ACCEPTED if mailbox.put(item, priority) else DROPPED
+            return ACCEPTED if self._mailbox.put(item, priority) else DROPPED
         except Full:
-            return WAIT if mailbox._overflow is Overflow.BLOCK else REFUSED
+            return self._offer_full()
+
+    def _offer_full(self) -> int:
+        """What a full mailbox does with an offer (``put`` raised ``Full``): ``WAIT`` under
+        ``BLOCK`` (then :meth:`_offer_blocking`), ``REFUSED`` under ``FAIL``."""
+        return WAIT if self._mailbox._overflow is Overflow.BLOCK else REFUSED
 
     async def _offer_blocking(self, item: Wrapped, priority: int = 0) -> bool:
         """Wait for room in a full ``BLOCK`` mailbox (after :meth:`_offer` said ``WAIT``)

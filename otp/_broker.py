@@ -55,6 +55,7 @@ from ._mailbox import (
     GONE,
     INFO,
     WAIT,
+    Full,
     Mailbox,
     MailboxStatistics,
     Overflow,
@@ -1338,16 +1339,24 @@ class InMemoryBroker:
         waiting: list[tuple[Any, Any, int, DeadLetter]] = []
         item: Wrapped | None = None
         for target in targets:
-            # Which kind of subscriber: the exact-class test first, as isinstance costs
-            # ~50 ns when it does not match (fan-out benchmark: what ActorRef._offer's
-            # frame costs); the isinstance then only runs for receivers, which it matches.
+            # Which kind of subscriber: the exact-class test first, as an isinstance that
+            # does not match costs more; the isinstance then only runs for receivers.
             if target.__class__ is ActorRef or not isinstance(target, _Receiver):
                 if item is None:  # one item for every actor: items are never modified
                     item = Wrapped(INFO, payload)
-                status = target._offer(item, priority)
-                if not status:  # ACCEPTED
-                    delivered += 1
-                elif status == WAIT:
+                # ActorRef._offer with its common case inlined, as its interface allows:
+                # the call costs ~380 instructions, 7 % of a fan-out delivery (callgrind).
+                if target._alive:
+                    try:
+                        if target._mailbox.put(item, priority):
+                            delivered += 1
+                            continue
+                        status = DROPPED
+                    except Full:
+                        status = target._offer_full()
+                else:
+                    status = GONE
+                if status == WAIT:
                     dead = DeadLetter(message, target, "noproc", topic=topic)
                     waiting.append((target, item, priority, dead))
                 elif status == GONE:
