@@ -17,24 +17,20 @@ from ._actor import Shutdown as Shutdown
 from ._actor import TimerRef as TimerRef
 from ._actor import is_normal_exit as is_normal_exit
 from ._backends import Caller as Caller
-from ._broker import BROADCAST as BROADCAST
-from ._broker import DEAD_LETTERS as DEAD_LETTERS
 from ._broker import Broker as Broker
-from ._broker import BrokerStatistics as BrokerStatistics
-from ._broker import DeadLetter as DeadLetter
-from ._broker import Envelope as Envelope
 from ._broker import InMemoryBroker as InMemoryBroker
-from ._broker import Middleware as Middleware
-from ._broker import Request as Request
-from ._broker import Subscription as Subscription
-from ._broker import message as message
-from ._broker import message_type as message_type
-from ._broker import topic_matches as topic_matches
 from ._call import Call as Call
 from ._codec import Codec as Codec
 from ._codec import JsonCodec as JsonCodec
 from ._codec import MsgpackCodec as MsgpackCodec
 from ._codec import Undecodable as Undecodable
+from ._envelopes import BrokerStatistics as BrokerStatistics
+from ._envelopes import DeadLetter as DeadLetter
+from ._envelopes import Envelope as Envelope
+from ._envelopes import Middleware as Middleware
+from ._envelopes import Request as Request
+from ._envelopes import message as message
+from ._envelopes import message_type as message_type
 from ._exceptions import ActorExited as ActorExited
 from ._exceptions import AlreadyPresent as AlreadyPresent
 from ._exceptions import AlreadyStarted as AlreadyStarted
@@ -124,11 +120,15 @@ from ._statem import StateMachine as StateMachine
 from ._statem import StateTimeout as StateTimeout
 from ._statem import Stop as Stop
 from ._statem import Transition as Transition
+from ._subscriptions import Subscription as Subscription
 from ._supervisor_ops import ChildCount as ChildCount
 from ._supervisor_ops import ChildInfo as ChildInfo
 from ._supervisor_refs import PoolRef as PoolRef
 from ._supervisor_refs import SupervisorRef as SupervisorRef
 from ._threads import FromThread as FromThread
+from ._topics import BROADCAST as BROADCAST
+from ._topics import DEAD_LETTERS as DEAD_LETTERS
+from ._topics import topic_matches as topic_matches
 
 if _typing.TYPE_CHECKING:
     from . import observer as observer

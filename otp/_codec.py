@@ -41,7 +41,7 @@ import attrs
 import cattrs
 
 from ._actor import ActorRef
-from ._broker import message, message_type
+from ._envelopes import message, message_type
 from ._exceptions import CodecError, RemoteError
 
 __all__ = ["Codec", "JsonCodec", "MsgpackCodec", "Undecodable"]

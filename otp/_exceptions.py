@@ -384,7 +384,7 @@ class MaxChildren(OTPError, OverflowError):
 
 
 class InvalidTopic(OTPError, ValueError):
-    """A topic or subscription pattern breaks the topic grammar (see :mod:`otp._broker`)."""
+    """A topic or subscription pattern breaks the topic grammar (see :mod:`otp._topics`)."""
 
     def __init__(self, topic: str, problem: str) -> None:
         self.topic = topic

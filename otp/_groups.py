@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast, runtime_checkable
 import anyio
 import attrs
 
-from ._broker import message
+from ._envelopes import message
 from ._hashring import ring_of
 
 if TYPE_CHECKING:

@@ -45,7 +45,7 @@ import attrs
 import cattrs
 
 from ._actor import ActorRef, ActorStatistics
-from ._broker import BrokerStatistics, DeadLetter, Envelope
+from ._envelopes import BrokerStatistics, DeadLetter, Envelope
 from ._mailbox import MailboxStatistics, Overflow
 from ._node import Event
 from ._remote import RemoteRef

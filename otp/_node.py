@@ -20,7 +20,8 @@ from anyio.abc import TaskGroup
 
 from ._actor import ActorRef, Shutdown, start_actor
 from ._backends import backend as _current_backend
-from ._broker import Broker, DeadLetter, InMemoryBroker
+from ._broker import Broker, InMemoryBroker
+from ._envelopes import DeadLetter
 from ._exceptions import ActorExited, NameTaken, NodeFenced, SupervisorGaveUp
 from ._gen_server import GenServer
 from ._global import Global, GlobalRegistry

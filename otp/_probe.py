@@ -19,8 +19,10 @@ from typing import Any
 
 import anyio
 
-from ._broker import Broker, Envelope, Subscription
+from ._broker import Broker
+from ._envelopes import Envelope
 from ._mailbox import Mailbox
+from ._subscriptions import Subscription
 
 __all__ = ["BrokerProbe"]
 

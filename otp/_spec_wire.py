@@ -21,7 +21,7 @@ import attrs
 import cattrs
 
 from ._actor import BRUTAL_KILL
-from ._broker import message_type
+from ._envelopes import message_type
 from ._exceptions import CodecError
 from ._gen_server import GenServer
 from ._global import Global

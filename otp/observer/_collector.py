@@ -22,11 +22,12 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .. import _json
-from .._broker import DEAD_LETTERS, DeadLetter
+from .._envelopes import DeadLetter
 from .._exceptions import OTPError
 from .._mailbox import Mailbox, Overflow
 from .._node import Event, Node
 from .._snapshots import ActorSnapshot, SupervisorSnapshot, TreeSnapshot
+from .._topics import DEAD_LETTERS
 
 __all__ = ["Collector", "dumps", "tree_topic"]
 

@@ -27,16 +27,12 @@ import attrs
 import coredis  # type: ignore[import-not-found, unused-ignore]
 
 from .._actor import ActorRef
-from .._broker import (
-    BrokerStatistics,
-    DeadLetter,
-    Envelope,
-    _check_topic,
-)
+from .._broker import BrokerStatistics, DeadLetter, Envelope
 from .._codec import Codec, JsonCodec, Undecodable
 from .._exceptions import CodecError
 from .._mailbox import Mailbox
 from .._remote import RemoteRef
+from .._topics import _check_topic
 from ._cluster import ClusterPrimitives
 from ._frames import (
     Bye,

@@ -50,9 +50,9 @@ import attrs
 import cattrs
 from cattrs.gen import make_dict_structure_fn, override
 
-from .._broker import _check_topic
 from .._codec import Codec
 from .._exceptions import CodecError, InvalidTopic, RemoteError
+from .._topics import _check_topic
 
 __all__ = [
     "FRAMES",

@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from .._broker import DEAD_LETTERS, _check_pattern, _is_wild
+from .._topics import DEAD_LETTERS, _check_pattern, _is_wild
 
 __all__ = ["INBOX", "Names", "check_node_name", "escape", "glob_for"]
 

@@ -16,9 +16,12 @@ from coredis.exceptions import (  # type: ignore[import-not-found, unused-ignore
     StreamDuplicateConsumerGroupError,
 )
 
-from .._broker import _WAIT, Envelope, Subscription, _check_pattern, _Pattern
+from .._envelopes import Envelope
 from .._exceptions import CodecError
+from .._mailbox import WAIT as _WAIT
 from .._mailbox import Mailbox
+from .._subscriptions import Subscription
+from .._topics import _check_pattern, _Pattern
 from ._session import describe
 
 if TYPE_CHECKING:
