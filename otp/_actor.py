@@ -771,6 +771,7 @@ class ActorRef:
         if self._alive and self._stop_reason is _RUNNING:
             self._stop_reason = reason
             self._stopped_inside = self._coro.cr_running
+            self._mailbox._look = True  # a run of casts ends after this callback
             self._parker.wake()
 
     def _link(self, other: ActorRef) -> None:
@@ -951,6 +952,7 @@ class ActorRef:
             self._continues = [arg]
         else:
             continues.append(arg)
+        self._mailbox._look = True  # a run of casts ends after this callback
 
     # ------------------------------------------------------------------ the process
 
@@ -1058,6 +1060,7 @@ class ActorRef:
         budget = _BUDGET
         reason: Any
         item: Any = None
+        handle_cast: Any = None
         caller: Any = None
         result: Any = None
         deferred: tuple[Promise, Any] | None = None
@@ -1088,11 +1091,31 @@ class ActorRef:
                         while (continues := self._continues) and self._stop_reason is _RUNNING:
                             await server.handle_continue(continues.pop(0))
                     continue
-                if item.__class__ is not Wrapped:
-                    # A cast, the message itself: no per-message record. _current stays
-                    # _IN_HAND through a run of casts (cleared wherever the loop waits).
+                if type(item) is not Wrapped:
+                    # A cast, the message itself, and the casts right behind it: a run,
+                    # handled back to back while nothing else asks for the loop's
+                    # attention (mailbox._look: a priority message, a stop, a continue).
+                    # _current stays _IN_HAND through it (the message is recorded only
+                    # if a callback raises), and each cast is taken as get() takes.
                     self._current = _IN_HAND
-                    await server.handle_cast(item)
+                    # Stop and continues were just checked; a message in a lane (get()
+                    # took this one by priority) ends the run at once.
+                    mailbox._look = mailbox._extra != 0
+                    handle_cast = server.handle_cast
+                    await handle_cast(item)
+                    budget -= 1
+                    while budget and items and inline and not mailbox._look:
+                        item = items[0]
+                        if type(item) is Wrapped:
+                            break
+                        depth = len(items)
+                        if depth > mailbox._high:
+                            mailbox._high = depth
+                        items.popleft()
+                        mailbox.taken += 1
+                        await handle_cast(item)
+                        budget -= 1
+                    handle_cast = None  # an idle actor holds no bound method
                 else:
                     self._current = item
                     kind = item.kind
@@ -1115,11 +1138,11 @@ class ActorRef:
                     else:  # INFO, or CONTROL (Down, timers: outside the capacity)
                         await server.handle_info(item.message)
                     self._current = None
+                    budget -= 1
                 if self._continues:
                     self._current = None
                     while (continues := self._continues) and self._stop_reason is _RUNNING:
                         await server.handle_continue(continues.pop(0))
-                budget -= 1
                 if not budget:
                     budget = _BUDGET
                     if slice_spent():
@@ -1172,10 +1195,10 @@ class ActorRef:
         current = self._current
         if current is not None:
             self._current = _IN_HAND  # it never finished: messages_handled leaves it out
-            if current.__class__ is Wrapped and current.kind is CALL:
+            if type(current) is Wrapped and current.kind is CALL:
                 current.caller.fail(self._exited_error(reason))
         for item in self._mailbox.close():
-            if item.__class__ is Wrapped:
+            if type(item) is Wrapped:
                 if item.kind is CALL or item.kind is SYSTEM:
                     item.caller.fail(self._exited_error(reason))
                 else:
@@ -1378,7 +1401,7 @@ def _describe_item(item: Any) -> str:
     # item: ActorRef._current (None, an Wrapped or _IN_HAND).
     if item is None:
         return "no message"
-    if item.__class__ is not Wrapped:
+    if type(item) is not Wrapped:
         return "a cast"
     return f"{('call', 'cast', 'info', 'system', 'info')[item.kind]} {item.message!r}"
 

@@ -166,7 +166,7 @@ def wrap(kind: Kind, message: Any, caller: Any = None) -> Item:
 
 def unwrap(item: Item) -> tuple[Kind, Any, Any]:
     """``(kind, message, caller)`` of a mailbox item."""
-    if item.__class__ is Wrapped:
+    if type(item) is Wrapped:
         return item.kind, item.message, item.caller
     return CAST, item, None
 
@@ -205,8 +205,8 @@ class MailboxQueue:
 
     The actor inlines the two hot paths (``ActorRef.cast_nowait`` and ``cast`` append to
     ``_items`` of an unbounded mailbox and wake the parker; ``ActorRef._loop`` takes as
-    ``get`` does, keeping ``taken`` and ``_high``); they must stay in step with ``put`` and
-    ``get`` here.
+    ``get`` does, keeping ``taken`` and ``_high``, and handles a run of casts back to back
+    while ``_look`` stays clear); they must stay in step with ``put`` and ``get`` here.
     """
 
     __slots__ = (
@@ -218,6 +218,7 @@ class MailboxQueue:
         "_high",
         "_items",
         "_lanes",
+        "_look",
         "_order",
         "_overflow",
         "_owner",
@@ -241,6 +242,11 @@ class MailboxQueue:
         self._lanes: dict[int, deque[Item]] = {}
         self._order: list[int] | tuple[()] = _NONE
         self._extra = 0  # messages waiting in lanes
+        # Set when the actor loop must look before it takes the next cast of a run inline:
+        # a message went into a priority lane (here), or the actor was asked to stop or
+        # to continue (ActorRef._request_stop, _continue). The loop clears it when a run
+        # starts, having checked all three itself.
+        self._look = False
         self._control = 0  # control items queued in _items (bounded mailboxes only)
         self._capacity = spec.capacity
         self._overflow = spec.overflow
@@ -284,6 +290,7 @@ class MailboxQueue:
                 bisect.insort(order, -priority)  # type: ignore[arg-type]
             lane.append(item)
             self._extra += 1
+            self._look = True
         else:
             self._items.append(item)
         if self._parker.waiter is not None:  # the actor sleeps: wake it
@@ -356,7 +363,7 @@ class MailboxQueue:
             return self._pop(priority)
         items = self._items
         for index, item in enumerate(items):
-            if item.__class__ is not Wrapped or item.kind < SYSTEM:  # a user message
+            if type(item) is not Wrapped or item.kind < SYSTEM:  # a user message
                 del items[index]
                 return item
         raise AssertionError("no user message to evict")  # pragma: no cover
@@ -402,7 +409,7 @@ class MailboxQueue:
         else:
             item = self._items.popleft()
         self.taken += 1
-        if self._control and item.__class__ is Wrapped and item.kind >= SYSTEM:
+        if self._control and type(item) is Wrapped and item.kind >= SYSTEM:
             self._control -= 1
         if self._blocked:
             self._admit()

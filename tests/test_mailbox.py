@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import otp
+from otp.testing import wait_until
 from tests._helpers import Block
 
 pytestmark = pytest.mark.anyio
@@ -465,3 +466,43 @@ def test_statistics_follow_a_model_of_the_mailbox(
             check()
 
     anyio.run(scenario, backend=anyio_backend)
+
+
+class _Runner(otp.GenServer):
+    """On ``"first"`` asks for something that must come before the casts queued behind it."""
+
+    async def init(self, action: str, seen: list[Any]) -> None:
+        self.action = action
+        self.seen = seen
+
+    async def handle_cast(self, message: Any) -> None:
+        self.seen.append(message)
+        if message == "first":
+            if self.action == "priority":
+                self.ref.cast_nowait("urgent", priority=5)
+            elif self.action == "continue":
+                self.continue_with("continued")
+            else:
+                self.stop()
+
+    async def handle_continue(self, arg: Any) -> None:
+        self.seen.append(arg)
+
+
+@pytest.mark.parametrize("action", ["priority", "continue", "stop"])
+async def test_a_run_of_casts_stops_for_what_a_callback_asked(action: str) -> None:
+    # The loop handles queued casts back to back; a priority message, a continue or a stop
+    # asked for by one of them still comes before the casts behind it.
+    seen: list[Any] = []
+    async with otp.Node() as node:
+        ref = await node.spawn(_Runner, action, seen)
+        for message in ("first", "second", "third"):
+            ref.cast_nowait(message)
+        if action == "stop":
+            assert await ref.join() == "normal"
+            assert seen == ["first"]
+            assert ref.statistics().messages_handled == 1
+            return
+        await wait_until(lambda: ref.statistics().messages_handled == 3 + (action == "priority"))
+        expected = "urgent" if action == "priority" else "continued"
+        assert seen == ["first", expected, "second", "third"]
