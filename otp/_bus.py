@@ -150,18 +150,28 @@ class Bus(MiddlewareChain, RouteTable):
                 f"{self!r} serves no node; broadcast reaches the actors of a node, so call it "
                 "inside `async with otp.Node() as node:` (node.broker.broadcast(...))"
             )
-        await self._backend().checkpoint()
-        self._published += 1
-        if self._stages:
-            envelope = await self._run_stages(self._envelope(BROADCAST, message, sender))
-            if envelope is None:
-                return 0
-            message = envelope.message
+        passed = await self._broadcast_stages(message, sender)
+        if passed is None:
+            return 0
+        (message,) = passed
         targets = [ref for ref in self._live_workers() if where is None or where(ref)]
         if not targets:
             self._dead_letter(DeadLetter(message, None, "no_subscriber", topic=BROADCAST))
             return 0
         return await self._broadcast_to(message, targets)
+
+    async def _broadcast_stages(self, message: Any, sender: ActorRef | None) -> tuple[Any] | None:
+        """The start every broadcast shares (a networked broker's own ``broadcast`` too): a
+        checkpoint, the count, the middleware with the topic :data:`BROADCAST`. Returns the
+        message as the stages left it, in a 1-tuple, or ``None`` if a stage dropped it."""
+        await self._backend().checkpoint()
+        self._published += 1
+        if self._stages:
+            envelope = await self._run_stages(self._envelope(BROADCAST, message, sender))
+            if envelope is None:
+                return None
+            message = envelope.message
+        return (message,)
 
     async def _broadcast_to(self, message: Any, targets: Iterable[ActorRef]) -> int:
         # Middleware has run: hand ``message`` to each target's handle_info, as a publish

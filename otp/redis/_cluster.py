@@ -212,13 +212,10 @@ class ClusterPrimitives(InMemoryBroker):
         :class:`otp.CodecError` if ``message`` cannot cross, and whatever ``where`` raises.
         """
         self._require_node()
-        await self._backend().checkpoint()
-        self._published += 1
-        if self._stages:
-            envelope = await self._run_stages(self._envelope(BROADCAST, message, sender))
-            if envelope is None:
-                return 0
-            message = envelope.message
+        passed = await self._broadcast_stages(message, sender)  # the in-memory broker's
+        if passed is None:
+            return 0
+        (message,) = passed
         self.codec.to_wire(message, refs=self.remote_actors)  # fail here, not on each node
         targets: list[Any] | None = None
         if where is not None:
