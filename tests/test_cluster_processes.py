@@ -24,6 +24,7 @@ import otp.testing
 from otp.redis import RedisBroker
 from tests._cluster_messages import Echo
 from tests._redis_support import start_redis_server
+from tests._zygote import Forked, spawn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -58,7 +59,9 @@ def private_redis() -> Iterator[str]:
 
 
 class Peer:
-    def __init__(self, proc: subprocess.Popen[bytes], name: str, log: pathlib.Path) -> None:
+    def __init__(
+        self, proc: Forked | subprocess.Popen[bytes], name: str, log: pathlib.Path
+    ) -> None:
         self.proc = proc
         self.name = name
         self.log = log
@@ -115,21 +118,8 @@ def start_peers(
         for name in names:  # all at once; then wait for each to be ready
             log = tmp_path / f"{name}.log"
             with log.open("wb") as stderr:
-                proc = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "tests._cluster_peer",
-                        private_redis,
-                        prefix,
-                        name,
-                        anyio_backend,
-                    ],
-                    cwd=ROOT,
-                    stdin=subprocess.PIPE,
-                    stdout=subprocess.PIPE,
-                    stderr=stderr,
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
+                proc = spawn(
+                    "tests._cluster_peer", private_redis, prefix, name, anyio_backend, stderr=stderr
                 )
             peer = Peer(proc, name, log)
             peers.append(peer)

@@ -19,7 +19,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -37,6 +36,7 @@ from otp.redis import RedisBroker
 from otp.testing import wait_until
 from tests._redis_messages import Stats, Work
 from tests._redis_support import _free_port, prefix, start_redis_server  # noqa: F401
+from tests._zygote import Forked, spawn
 
 pytestmark = [
     pytest.mark.anyio,
@@ -92,7 +92,7 @@ def server() -> Iterator[PrivateRedis]:
 
 
 class Peer:
-    def __init__(self, proc: subprocess.Popen[bytes], incarnation: str) -> None:
+    def __init__(self, proc: Forked | subprocess.Popen[bytes], incarnation: str) -> None:
         self.proc = proc
         self.incarnation = incarnation
 
@@ -128,21 +128,8 @@ def start_peer(
     def start(name: str) -> Peer:
         log = tmp_path / f"{name}-{len(peers)}.log"
         with log.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "tests._redis_fault_peer",
-                    server.url,
-                    prefix,
-                    name,
-                    anyio_backend,
-                ],
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            proc = spawn(
+                "tests._redis_fault_peer", server.url, prefix, name, anyio_backend, stderr=stderr
             )
         assert proc.stdout is not None
         ready, _, _ = select.select([proc.stdout], [], [], 20.0)

@@ -4,7 +4,6 @@ own Node (``tests/_redis_peer.py``), talking to this process's Node through Redi
 from __future__ import annotations
 
 import gc
-import os
 import pathlib
 import select
 import signal
@@ -34,6 +33,7 @@ from tests._redis_messages import (
     WireReport,
 )
 from tests._redis_support import prefix, redis_url  # noqa: F401
+from tests._zygote import Forked, spawn
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -48,7 +48,9 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
 class Peer:
-    def __init__(self, proc: subprocess.Popen[bytes], name: str, log: pathlib.Path) -> None:
+    def __init__(
+        self, proc: Forked | subprocess.Popen[bytes], name: str, log: pathlib.Path
+    ) -> None:
         self.proc = proc
         self.name = name
         self.log = log
@@ -85,14 +87,7 @@ def start_peer(
     def start(name: str) -> Peer:
         log = tmp_path / f"{name}.log"
         with log.open("wb") as stderr:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "tests._redis_peer", redis_url, prefix, name, anyio_backend],
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-            )
+            proc = spawn("tests._redis_peer", redis_url, prefix, name, anyio_backend, stderr=stderr)
         peer = Peer(proc, name, log)
         peers.append(peer)
         assert proc.stdout is not None
