@@ -13,9 +13,10 @@ guarantees and security.
 
 The package has one concept a module: ``_naming`` (keys and channels), ``_frames`` (the
 wire frames), ``_session`` (connect, claim, listen, reconnect), ``_membership`` (peers and
-failure detection), ``_remote`` (remote call/cast/monitor), ``_serve`` (serving local
-actors to other nodes), ``_inbound`` (handing inbound publishes to local subscribers),
-``_streams`` (durable topics) and ``_broker`` (the :class:`RedisBroker` that composes them).
+failure detection), ``_remote`` (remote call, send_request, cast, exit, monitor),
+``_serve`` (serving local actors to other nodes), ``_inbound`` (handing inbound
+publishes to local subscribers), ``_streams`` (durable topics) and ``_broker`` (the
+:class:`RedisBroker` that composes them).
 """
 
 from __future__ import annotations

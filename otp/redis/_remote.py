@@ -1,8 +1,11 @@
 """Remote actors, the caller's side: the transport of :class:`otp.RemoteRef`.
 
-It sends call, cast, send, stop and monitor frames to the target's node and matches the
-replies and ``down`` notices to the waiting callers and monitors. It also writes and reads
-actor refs on the wire (the codec's ref lender), and answers ``whereis``.
+It sends call, cast, send, stop, exit and monitor frames to the target's node and matches
+the replies and ``down`` notices to the waiting callers and monitors. A ``send_request``
+is a call nobody awaits here: its reply settles the :class:`otp.RequestId`'s slot, and the
+pending entry goes with the answer (or with the target's node, or this node's connection).
+It also writes and reads actor refs on the wire (the codec's ref lender), and answers
+``whereis``.
 
 * **Deadlines.** A call carries its deadline on the cluster clock (Redis' ``TIME``, which
   every node tracks), so the receiver can drop it once it is worthless whatever the hosts'
