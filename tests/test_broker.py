@@ -168,6 +168,23 @@ async def test_topics_must_be_strings() -> None:
         otp.topic_matches("a*", "a")
 
 
+def test_the_broker_modules_know_nothing_of_supervisors() -> None:
+    # Broadcast reads the node's index of live actors and exits arrive as monitors' Downs,
+    # so no broker module imports a supervisor module (docs/architecture.md, the layers).
+    import ast
+    import pathlib
+
+    root = pathlib.Path(otp.__file__).parent
+    for name in ("_topics", "_envelopes", "_subscriptions", "_middleware", "_bus", "_broker"):
+        tree = ast.parse((root / f"{name}.py").read_text())
+        imported = {
+            node.module or ""
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level
+        }
+        assert not {m for m in imported if "supervisor" in m or "snapshots" in m}, name
+
+
 def test_invalid_topic_pickles_with_its_fields() -> None:
     import pickle
 
