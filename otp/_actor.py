@@ -1,16 +1,18 @@
-"""The actor process: its loop, :class:`ActorRef`, monitors, timers and the exit protocol.
+"""The actor process: :class:`ActorRef`, its loop and the exit protocol.
 
 One actor incarnation is one task and one :class:`ActorRef`. The loop takes one message at
 a time from the mailbox and awaits the matching GenServer callback; nothing else is spawned
 per message. Everything that must happen when an actor exits (callers failed, monitors told,
 name freed, subscriptions and timers ended) happens synchronously in :meth:`ActorRef._exit`,
 so it cannot be interrupted by cancellation.
+
+Links and exit signals live in :mod:`otp._exit_signals`, monitors and timers in
+:mod:`otp._monitors` (each a mixin of :class:`ActorRef`), what an actor shows of its state
+in :mod:`otp._actor_status`, and :func:`otp._start.start_actor` starts one.
 """
 
 from __future__ import annotations
 
-import inspect
-import itertools
 import logging
 import math
 import sys
@@ -22,18 +24,19 @@ from typing import TYPE_CHECKING, Any, Final, final, overload
 import anyio
 import attrs
 
+from ._actor_status import brief, describe_item, status_of
 from ._backends import BUDGET_OPS, Backend, Expired, Promise
 from ._call import Call, R
 from ._exceptions import (
     ActorExited,
     CalledSelf,
     CallTimeout,
-    Ignored,
     MailboxFull,
-    StartFailed,
     SupervisorGaveUp,
     WrongThread,
 )
+from ._exit_signals import RUNNING as _RUNNING
+from ._exit_signals import Exit, Linking, SelfExit, is_normal_exit, traps
 from ._gen_server import IGNORE, NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
     ACCEPTED,
@@ -56,12 +59,11 @@ from ._mailbox import (
     Wrapped,
     unwrap,
 )
-from ._ref import Ref
+from ._monitors import Down, Monitoring, MonitorRef, TimerRef
+from ._monitors import ids as _ids
 from ._requests import RequestId
 
 if TYPE_CHECKING:
-    from anyio.abc import TaskGroup
-
     from ._node import Node
 
 __all__ = [
@@ -73,12 +75,9 @@ __all__ = [
     "MonitorRef",
     "TimerRef",
     "is_normal_exit",
-    "start_actor",
 ]
 
 logger = logging.getLogger("otp")
-
-_ids = itertools.count(1)
 
 #: How many messages an actor handles back to back before it asks whether to yield: it
 #: does once the scheduler budget's time slice has passed (``Backend.slice_spent``), so a
@@ -137,29 +136,6 @@ def _check_timeout(timeout: object) -> None:
         raise ValueError(f"timeout must be seconds >= 0 or None (wait forever), not {timeout!r}")
 
 
-def is_normal_exit(reason: object) -> bool:
-    """``True`` for OTP's normal exit reasons: ``"normal"``, ``"shutdown"`` and
-    ``("shutdown", term)``; everything else (exceptions included) is abnormal."""
-    if isinstance(reason, str):
-        return reason == "normal" or reason == "shutdown"
-    return isinstance(reason, tuple) and len(reason) == 2 and reason[0] == "shutdown"
-
-
-class _SelfExit(BaseException):
-    """Raised by an untrapped exit signal an actor sends itself: it unwinds the callback
-    at once (``exit(self(), Reason)``), skipping ``terminate``; caught in ``_run``."""
-
-
-class _Running:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<running>"
-
-
-_RUNNING: Final = _Running()
-
-
 class _NotStarted:
     """``ActorRef._coro`` until the actor's task runs."""
 
@@ -184,43 +160,6 @@ _IN_HAND: Final = _InHand()
 
 
 @attrs.frozen
-class MonitorRef:
-    """The handle of one monitor (OTP's monitor reference)."""
-
-    id: int
-    target: Ref = attrs.field(repr=lambda r: repr(r))
-
-
-@attrs.frozen
-class Down:
-    """Delivered to ``handle_info`` when a monitored actor exits (OTP's ``'DOWN'`` message).
-
-    ``reason`` is ``"normal"``, ``"shutdown"``, ``"killed"``, ``"noproc"`` (it was already
-    dead when monitored) or the exception that crashed it.
-    """
-
-    ref: Ref
-    reason: Any
-    monitor: MonitorRef | None = attrs.field(default=None, eq=False, repr=False)
-
-
-@attrs.frozen
-class Exit:
-    """An exit signal turned into a message, for an actor that traps exits
-    (``self.trap_exit = True``; OTP's ``{'EXIT', From, Reason}``).
-
-    It reaches ``handle_info`` when a linked actor exits (with any reason, ``"normal"``
-    included) or when ``ref.exit(reason)`` is called on this actor. ``ref`` is the linked
-    actor that exited or the actor that called ``exit`` (an :class:`otp.RemoteRef` when it
-    runs on another node); ``None`` when the signal came from code outside any actor.
-    ``reason`` is ``"noproc"`` for a link to an actor that was already dead.
-    """
-
-    ref: Ref | None
-    reason: Any
-
-
-@attrs.frozen
 class ActorStatistics:
     """A snapshot of one actor's counters (``ref.statistics()``; OTP's ``sys:statistics``
     and ``erlang:process_info``)."""
@@ -242,32 +181,8 @@ class ActorStatistics:
     trap_exit: bool = False
 
 
-@attrs.define(eq=False)
-class TimerRef:
-    """A pending :meth:`GenServer.send_after`; :meth:`cancel` it to stop the delivery."""
-
-    message: Any
-    _owner: ActorRef = attrs.field(repr=False, alias="owner")
-    _scope: anyio.CancelScope = attrs.field(factory=anyio.CancelScope, repr=False, alias="scope")
-
-    def cancel(self) -> None:
-        """Cancel the timer; harmless if it already fired (``erlang:cancel_timer/1``)."""
-        self._scope.cancel()
-        timers = self._owner._timers
-        if timers:
-            timers.discard(self)
-
-
-async def _run_timer(owner: ActorRef, timer: TimerRef, delay: float) -> None:
-    with timer._scope:
-        await anyio.sleep(delay)
-        if owner._timers:
-            owner._timers.discard(timer)
-        owner._deliver_control(timer.message)
-
-
 @attrs.define(eq=False, init=False, repr=False)
-class ActorRef:
+class ActorRef(Linking, Monitoring):
     """A handle on one actor incarnation (Erlang's pid).
 
     Refs are hashable and equal only to themselves: a restarted actor has a new ref.
@@ -651,9 +566,9 @@ class ActorRef:
         if not self._alive:
             raise self._exited_error()
         if self._coro.cr_running:
-            return _status_of(self._server)
+            return status_of(self._server)
         caller = self._backend.promise()
-        self._mailbox.put_control(Wrapped(SYSTEM, _status_of, caller))
+        self._mailbox.put_control(Wrapped(SYSTEM, status_of, caller))
         try:
             return await caller.wait(timeout)
         except Expired:
@@ -674,7 +589,7 @@ class ActorRef:
             monitored_by=tuple(
                 dict.fromkeys(w for w in self._monitors.values() if isinstance(w, ActorRef))
             ),
-            trap_exit=_traps(self._server),
+            trap_exit=traps(self._server),
         )
 
     # ------------------------------------------------------------------ sending
@@ -774,96 +689,9 @@ class ActorRef:
             self._mailbox._look = True  # a run of casts ends after this callback
             self._parker.wake()
 
-    def _link(self, other: ActorRef) -> None:
-        """Link this actor and ``other`` both ways (``erlang:link/1``, called by this actor).
-
-        Linking to a dead actor raises ``ActorExited(reason="noproc")`` unless this actor
-        traps exits; then it gets ``Exit(other, "noproc")`` instead (as in OTP 25).
-        """
-        if not isinstance(other, ActorRef):
-            raise TypeError(
-                f"link needs an otp.ActorRef of this process, not {other!r}; links do not "
-                "cross nodes: monitor a remote actor instead"
-            )
-        if other is self or not self._alive:
-            return
-        if not other._alive:
-            if _traps(self._server):
-                self._deliver_control(Exit(other, "noproc"))
-                return
-            raise ActorExited(other, "noproc")
-        self._add_link(other)
-
-    def _add_link(self, other: ActorRef) -> None:
-        if self._links is None:
-            self._links = set()
-        self._links.add(other)
-        if other._links is None:
-            other._links = set()
-        other._links.add(self)
-
-    def _unlink(self, other: ActorRef) -> None:
-        if self._links:
-            self._links.discard(other)
-        if isinstance(other, ActorRef) and other._links:
-            other._links.discard(self)
-
-    def _parent_actor(self) -> ActorRef | None:
-        # gen_server's Parent: the start_link caller; an actor started without one is its
-        # own parent (as gen_server:start makes it). Supervisors handle their children.
-        if self._link_parent is not None:
-            return self._link_parent
-        return None if self._parent else self
-
-    def _signal(self, sender: ActorRef | None, reason: Any, linked: bool) -> None:
-        """Receive an exit signal (OTP's rules); synchronous, safe inside another's exit."""
-        if not self._alive:
-            return
-        if not linked and isinstance(reason, str) and reason == "kill":
-            self._die("killed")  # untrappable; a *linked* actor exiting with "kill" is not
-            return
-        if _traps(self._server):
-            if sender is not None and sender is self._parent_actor():
-                # gen_server: an EXIT from the parent terminates it with that reason.
-                if self._stop_reason is _RUNNING:
-                    self._request_stop(reason)
-                    self._stopped_inside = False
-            else:
-                self._deliver_control(Exit(sender, reason))
-            return
-        if isinstance(reason, str) and reason == "normal":
-            if sender is self and not linked:
-                self._die(reason)  # exit(self(), normal) does end the caller
-            return
-        self._die(reason)
-
-    def _die(self, reason: Any) -> None:
-        """End at once with ``reason``, without ``terminate`` (an untrapped exit signal).
-
-        From the actor's own task it raises :class:`_SelfExit`, so the callback ends here
-        and no reply or later line of it runs (cancellation would only land at its next
-        ``await``)."""
-        if self._alive and not (self._scope is not None and self._scope.cancel_called):
-            self._kill_reason = reason
-            self.kill()
-            if self._coro.cr_running:
-                raise _SelfExit
-
     def _status(self) -> Any:
         """The state as ``format_status`` shows it, read now (for snapshots)."""
-        return _status_of(self._server)
-
-    def _parent_exited(self, reason: Any) -> None:
-        """The parent (a supervisor) exited with ``reason``: a trapping actor stops with it
-        (``terminate`` runs), another dies with it at once, as OTP's linked children do."""
-        if not self._alive:
-            return
-        if _traps(self._server):
-            if self._stop_reason is _RUNNING:
-                self._request_stop(reason)
-                self._stopped_inside = False
-        elif not (isinstance(reason, str) and reason == "normal"):
-            self._die(reason)
+        return status_of(self._server)
 
     def _reply(self, caller: Any, value: Any) -> None:  # caller: a Promise behind otp.Caller
         if self._pending:
@@ -880,51 +708,6 @@ class ActorRef:
             self._pending = pending = {c for c in pending if not c.done()}
             self._prune_at = max(64, 2 * len(pending))
         pending.add(caller)
-
-    def _monitor(self, ref: Ref) -> MonitorRef:
-        target: Any = ref  # an ActorRef or a RemoteRef: both have the private monitor hooks
-        monitor: MonitorRef = target._add_monitor(self._deliver_control, self)
-        if target._alive:
-            self._watching[monitor] = target
-        return monitor
-
-    def _demonitor(self, monitor: MonitorRef) -> bool:
-        self._watching.pop(monitor, None)
-        target: Any = monitor.target  # an ActorRef or a RemoteRef: both keep _monitors
-        return target._monitors.pop(monitor, None) is not None
-
-    def _add_monitor(
-        self, deliver: Callable[[Down], None], watcher: ActorRef | None = None
-    ) -> MonitorRef:
-        """Call ``deliver(Down(...))`` once this actor exits (at once if it is dead).
-
-        A ``watcher`` (the local actor that monitors) must pass its own
-        ``_deliver_control`` as ``deliver``: only the watcher is kept."""
-        monitor = MonitorRef(next(_ids), self)
-        if self._alive:
-            self._monitors[monitor] = deliver if watcher is None else watcher
-        else:
-            deliver(Down(self, "noproc", monitor))
-        return monitor
-
-    def _remove_monitor(self, monitor: MonitorRef) -> bool:
-        """Cancel a monitor made with :meth:`_add_monitor` (``erlang:demonitor/1`` for the
-        runtime's own watchers); ``False`` if it had fired or was cancelled already."""
-        watcher = self._monitors.pop(monitor, None)
-        if isinstance(watcher, ActorRef):
-            watcher._watching.pop(monitor, None)
-        return watcher is not None
-
-    def _send_after(self, delay: float, message: Any) -> TimerRef:
-        if delay < 0 or math.isnan(delay):
-            raise ValueError(f"send_after delay must be seconds >= 0, not {delay!r}")
-        timer = TimerRef(message, owner=self)
-        if self._alive:
-            if self._timers is None:
-                self._timers = set()
-            self._timers.add(timer)
-            self._node._task_group.start_soon(_run_timer, self, timer, delay)
-        return timer
 
     # ------------------------------------------------------------------ internal interface
     # What otp's own behaviours and supervisors (otp/_gen_server.py, _statem.py,
@@ -997,10 +780,10 @@ class ActorRef:
                             started = None
                             args = ()
                             reason = await self._loop()
-            except _SelfExit:
+            except SelfExit:
                 pass  # reason: the _kill_reason it sent itself
             except BaseExceptionGroup as group:  # ... from inside a callback's task group
-                matched, rest = group.split(_SelfExit)
+                matched, rest = group.split(SelfExit)
                 if matched is None:
                     raise
                 if rest is not None:
@@ -1208,29 +991,9 @@ class ActorRef:
         for caller in self._pending or ():
             caller.fail(self._exited_error(reason))
         self._pending = None
-        links = self._links
-        if links:
-            self._links = None
-            spared = self._link_parent if failed_start else None
-            # While the node closes it stops every actor in order with terminate("shutdown"):
-            # that "shutdown" does not also kill non-trapping links before their turn.
-            orderly = node._closing and isinstance(reason, str) and reason == "shutdown"
-            for other in links:
-                if other._links:
-                    other._links.discard(self)
-                if other is not spared and not (orderly and not _traps(other._server)):
-                    other._signal(self, reason, linked=True)
-        for monitor, target in self._watching.items():
-            target._monitors.pop(monitor, None)
-        self._watching.clear()
+        self._signal_links(reason, failed_start)
         node._actor_exited(self)  # out of the node's indexes (live actors, top-level ones)
-        monitors, self._monitors = self._monitors, {}
-        for monitor, watcher in monitors.items():
-            if isinstance(watcher, ActorRef):
-                watcher._watching.pop(monitor, None)
-                watcher._deliver_control(Down(self, reason, monitor))
-            else:
-                watcher(Down(self, reason, monitor))
+        self._notify_monitors(reason)
         waiters, self._exit_waiters = self._exit_waiters, None
         for waiter in waiters or ():
             waiter.resolve(reason)
@@ -1242,14 +1005,14 @@ class ActorRef:
             and not isinstance(reason, SupervisorGaveUp)
             and reason is not self._kill_reason  # an exit signal, not its own crash
         ):
-            status = _status_of(self._server)
+            status = status_of(self._server)
             logger.error(
                 "crash report: actor %r (%s, %s) crashed while handling %r; state: %s",
                 self,
                 type(self._server).__qualname__,
                 f"under supervisor {self._parent!r}" if self._parent else "unsupervised",
-                _describe_item(current),
-                _brief(status),
+                describe_item(current),
+                brief(status),
                 exc_info=reason,
                 extra={
                     "otp_event": "crash",
@@ -1339,13 +1102,6 @@ def _calling_actor() -> ActorRef | None:
     return None
 
 
-def _traps(server: GenServer) -> bool:
-    try:
-        return server.trap_exit is True
-    except Exception:  # a user property that raises must not break an exit
-        return False
-
-
 def _same_reason(a: Any, b: Any) -> bool:
     # Exit reasons are arbitrary values: compare without trusting their __eq__.
     if a is b:
@@ -1356,168 +1112,6 @@ def _same_reason(a: Any, b: Any) -> bool:
         return False
 
 
-def _state_of(server: GenServer) -> dict[str, Any]:
-    return {k: v for k, v in vars(server).items() if k not in ("ref", "node")}
-
-
-def _status_of(server: GenServer) -> Any:
-    """The state as ``format_status`` shows it (crash reports, get_state, snapshots).
-
-    Never raises: a failing ``format_status`` is replaced by a note saying so (and never
-    by the raw state, which it was meant to hide), and a warning is logged.
-    """
-    try:
-        state = _state_of(server)
-        if type(server).format_status is GenServer.format_status:
-            return state
-        shown = server.format_status(state)
-    except Exception as exc:
-        logger.warning(
-            "format_status of %s raised %s: %s; its state is not shown",
-            type(server).__qualname__,
-            type(exc).__name__,
-            exc,
-            extra={"otp_event": "format_status_failed", "otp_reason": exc},
-        )
-        return f"<format_status raised {type(exc).__name__}: {_brief(exc, 200)}>"
-    if inspect.isawaitable(shown):
-        close = getattr(shown, "close", None)
-        if close is not None:
-            close()  # never awaited: no "coroutine was never awaited" warning
-        return "<format_status must be a plain def, not async def: state not shown>"
-    return shown
-
-
-def _brief(value: Any, limit: int = 2000) -> str:
-    """A repr for a log line: cut at ``limit`` characters, never raising."""
-    try:
-        text = repr(value) if not isinstance(value, str) else value
-    except Exception as exc:
-        text = f"<unrepresentable {type(value).__qualname__}: {type(exc).__name__}>"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _describe_item(item: Any) -> str:
-    # item: ActorRef._current (None, an Wrapped or _IN_HAND).
-    if item is None:
-        return "no message"
-    if type(item) is not Wrapped:
-        return "a cast"
-    return f"{('call', 'cast', 'info', 'system', 'info')[item.kind]} {item.message!r}"
-
-
-async def start_actor(
-    node: Node,
-    task_group: TaskGroup,
-    cls: type[GenServer],
-    args: tuple[Any, ...],
-    *,
-    name: str | None = None,
-    mailbox: Mailbox | None = None,
-    shutdown: Shutdown = 5.0,
-    escalate: bool = False,
-    ref_class: type[ActorRef] | None = None,
-    child_id: str | None = None,
-    where: str = "",
-    link: ActorRef | None = None,
-    start_timeout: float | None = None,
-) -> ActorRef:
-    """Create, register and start an actor in ``task_group``; return once ``init`` is done.
-
-    With ``link``, the new actor is linked to that actor before ``init`` runs and treats it
-    as its parent (``gen_server:start_link``); a failed start unlinks it without a signal.
-    Raises ``TypeError``/``ValueError`` for bad arguments, ``ActorExited("noproc")`` if
-    ``link`` is dead, :class:`otp.NameTaken`, and :class:`otp.StartFailed` (cause: the
-    exception) if creating it or its ``init`` fails or does not return within
-    ``start_timeout`` seconds (cause: a ``TimeoutError``; the actor is killed), and
-    :class:`otp.Ignored` if ``init`` returned :data:`otp.IGNORE`; a
-    :class:`otp.StartFailed` from deeper in a subtree passes through unchanged.
-    """
-    if not (isinstance(cls, type) and issubclass(cls, GenServer)):
-        raise TypeError(f"expected a GenServer subclass, got {cls!r}")
-    if mailbox is None:
-        mailbox = _DEFAULT_MAILBOX
-    elif not isinstance(mailbox, Mailbox):
-        raise TypeError(f"mailbox must be an otp.Mailbox, not {mailbox!r}")
-    if name is not None and (not isinstance(name, str) or not name):
-        raise TypeError(f"an actor name must be a non-empty str or None, not {name!r}")
-    check_shutdown(shutdown)
-    check_start_timeout(start_timeout)
-    if link is not None:
-        if not isinstance(link, ActorRef):
-            raise TypeError(f"link= needs an otp.ActorRef of this process, not {link!r}")
-        if not link._alive:
-            raise ActorExited(link, "noproc")
-    label = child_id or name or cls.__name__
-    try:
-        server = cls()
-    except Exception as exc:
-        raise StartFailed(label, exc, where) from exc
-    ref = (ref_class or ActorRef)(node, server, name, mailbox, shutdown)
-    ref._escalate = escalate
-    ref._parent = where
-    server.ref = ref
-    server.node = node
-    if name is not None:
-        node._register(name, ref)
-        if type(name) is not str:  # an otp.Global: claimed in the cluster before init
-            await node._claim_global(name, ref)
-    if link is not None:
-        ref._link_parent = link
-        if link._alive:
-            ref._add_link(link)
-        else:  # it died while a global name was claimed: link/1 to a dead actor
-            ref._signal(link, "noproc", linked=True)
-    started = node._backend.promise()
-    try:
-        if _OUTER_SCOPE:
-            # create_task (anyio >= 4.14, as the handle's scope): start_soon would only add
-            # a second coroutine check and a name lookup.
-            handle = task_group.create_task(ref._run(args, started), name=f"otp actor {label}")
-            # The actor's scope is the one anyio already runs the task in (TaskHandle's,
-            # anyio >= 4.14), shielded now, before the task first runs: one cancel scope
-            # (and its two sets) per actor instead of two. A kill that came before (the
-            # actor was reachable by its name) is passed on.
-            scope: anyio.CancelScope = handle._cancel_scope
-            scope.shield = True
-            if ref._scope is not None and ref._scope.cancel_called:
-                scope.cancel()
-            ref._scope = scope
-        else:
-            task_group.start_soon(ref._run_scoped, args, started, name=f"otp actor {label}")
-    except BaseException:
-        if name is not None:
-            node._unregister(name, ref)
-        if link is not None:
-            ref._unlink(link)
-        raise
-    try:
-        result = await started.wait(start_timeout)
-    except BaseException as exc:
-        # init failed, timed out, or the starter gave up (cancelled): never leave a
-        # half-started actor behind, and return only once it is gone (its name is free).
-        ref.kill()
-        with anyio.CancelScope(shield=True):
-            await ref._join_killed()
-        if isinstance(exc, Expired):
-            # OTP's start_link Timeout: {error, timeout}, the process killed.
-            timeout = TimeoutError(f"init did not return within {start_timeout:g}s")
-            raise StartFailed(label, timeout, where) from timeout
-        if isinstance(exc, Exception) and not isinstance(exc, StartFailed):
-            raise StartFailed(label, exc, where) from exc
-        raise
-    if result is IGNORE:
-        with anyio.CancelScope(shield=True):
-            await ref.join()  # it exits "normal" at once; its name is free on return
-        raise Ignored(label, where)
-    if ref._alive:  # (it may have exited since init returned)
-        node._actor_started(ref, worker=not server._otp_owns_task_group)
-    if node._listeners:
-        node._emit("started", actor=ref)
-    return ref
-
-
-_DEFAULT_MAILBOX: Final = Mailbox()
 #: Whether anyio runs each task of a task group inside a cancel scope of its own that the
 #: actor can take over (``TaskHandle._cancel_scope``, anyio >= 4.14); otherwise each actor
 #: enters a scope of its own (:meth:`ActorRef._run_scoped`).

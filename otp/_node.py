@@ -18,7 +18,7 @@ import anyio.lowlevel
 import attrs
 from anyio.abc import TaskGroup
 
-from ._actor import ActorRef, Shutdown, start_actor
+from ._actor import ActorRef, Shutdown
 from ._backends import backend as _current_backend
 from ._broker import Broker, InMemoryBroker
 from ._envelopes import DeadLetter
@@ -28,6 +28,7 @@ from ._global import Global, GlobalRegistry
 from ._groups import Groups
 from ._mailbox import Mailbox
 from ._multicall import MultiCallResult, multi_call
+from ._start import start_actor
 from ._threads import FromThread
 
 if TYPE_CHECKING:

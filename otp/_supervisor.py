@@ -32,7 +32,6 @@ from ._actor import (
     Exit,
     Shutdown,
     is_normal_exit,
-    start_actor,
 )
 from ._exceptions import (
     AlreadyPresent,
@@ -57,6 +56,7 @@ from ._specs import (
     WorkerSpec,
     check_auto_shutdown,
 )
+from ._start import start_actor
 from ._supervisor_ops import (
     CountChildren,
     DeleteChild,
