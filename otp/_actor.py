@@ -398,9 +398,8 @@ class ActorRef(Linking, Monitoring):
         """
         if get_ident() != self._thread:
             raise WrongThread(self, "cast")
-        backend = self._backend
-        if backend.budget_spent():  # an amortised checkpoint (docs/core.md, "Yielding")
-            await backend.checkpoint()
+        if self._backend.budget_spent():  # an amortised checkpoint (docs/core.md, "Yielding")
+            await self._backend.checkpoint()
         if self._alive and not priority:
             mailbox = self._mailbox
             if mailbox._capacity is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import weakref
 from typing import Any
 
@@ -17,27 +18,28 @@ _future_done = asyncio.Future.done
 _sleep = asyncio.sleep
 
 
-class LoopDeadlines:
-    """The call timeouts of one event loop: a :class:`DeadlineQueue` and one loop timer,
-    armed for its earliest deadline."""
+class LoopDeadlines(DeadlineQueue):
+    """The call timeouts of one event loop: a :class:`DeadlineQueue` on the loop's clock and
+    one loop timer, armed for its earliest deadline."""
 
-    __slots__ = ("handle", "loop", "queue")
+    __slots__ = ("handle", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        # The loop's own clock; asyncio's default loops read time.monotonic, which is C
+        # (loop.time() would add a Python frame to every timed call).
+        base = type(loop).time is asyncio.BaseEventLoop.time
+        super().__init__(time.monotonic if base else loop.time)
         self.loop = loop
-        self.queue = DeadlineQueue()
         self.handle: asyncio.TimerHandle | None = None
 
-    def add(self, timeout: float, fut: AsyncioPromise) -> None:
-        queue = self.queue
-        if queue.add(self.loop.time(), timeout, fut):
-            if self.handle is not None:
-                self.handle.cancel()
-            self.handle = self.loop.call_at(queue.when, self.fire)
+    def rearm(self) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.handle = self.loop.call_at(self.when, self.fire)
 
     def fire(self) -> None:
         self.handle = None
-        earliest = self.queue.expire(self.loop.time())
+        earliest = self.expire(self.clock())
         if earliest < math.inf:
             self.handle = self.loop.call_at(earliest, self.fire)
 
@@ -151,16 +153,12 @@ class AsyncioBackend:
         _budget.renew()
         await _sleep(0)
 
-    @staticmethod
-    def budget_spent() -> bool:
-        # No cancel check is needed between real yields: anyio delivers a cancellation to
-        # an asyncio task only while it is suspended (so it is raised on resumption) or
-        # from a loop callback (which runs at the next real yield, within one slice).
-        return _budget.spend()
-
-    @staticmethod
-    def slice_spent() -> bool:
-        return _budget.slice_spent()
+    # No cancel check is needed between real yields: anyio delivers a cancellation to an
+    # asyncio task only while it is suspended (so it is raised on resumption) or from a
+    # loop callback (which runs at the next real yield, within one slice). So the check is
+    # the budget's own method, without a call around it (one on every `await cast`).
+    budget_spent = _budget.spend
+    slice_spent = _budget.slice_spent
 
 
 BACKEND: Backend = AsyncioBackend()

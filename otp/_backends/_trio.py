@@ -22,34 +22,33 @@ _CancelScope = trio.CancelScope
 _checkpoint = trio.lowlevel.checkpoint
 
 
-class TrioDeadlines:
+class TrioDeadlines(DeadlineQueue):
     """The call timeouts of one node, without a cancel scope per call (entering and leaving
     a deadline scope is about a third of a timed call on trio): a :class:`DeadlineQueue`
     and one task in the node's task group that sleeps until its earliest deadline."""
 
-    __slots__ = ("queue", "scope", "started", "task_group")
+    __slots__ = ("scope", "started", "task_group")
 
     def __init__(self, task_group: Any) -> None:
+        super().__init__(_current_time)
         self.task_group = task_group
-        self.queue = DeadlineQueue()
         self.scope: Any = None
         self.started = False
 
-    def add(self, timeout: float, promise: TrioPromise) -> None:
-        if self.queue.add(_current_time(), timeout, promise):
-            if not self.started:
-                self.started = True
-                self.task_group.start_soon(self.keep, name="otp call deadlines")
-            elif self.scope is not None:
-                self.scope.deadline = self.queue.when
+    def rearm(self) -> None:
+        if not self.started:
+            self.started = True
+            self.task_group.start_soon(self.keep, name="otp call deadlines")
+        elif self.scope is not None:
+            self.scope.deadline = self.when
 
     async def keep(self) -> None:
         while True:
-            with _CancelScope(deadline=self.queue.when) as scope:
+            with _CancelScope(deadline=self.when) as scope:
                 self.scope = scope
                 await trio.sleep_forever()
             self.scope = None
-            self.queue.expire(_current_time())
+            self.expire(_current_time())
 
 
 class TrioPromise(Caller):
