@@ -183,3 +183,27 @@ async def test_cast_nowait_to_a_full_block_mailbox_elsewhere_raises_mailbox_full
         await wait_until(lambda: not any(flow.blocked for flow in flows.values()))
         gated.cast_nowait(Add(1))
         assert await gated.call(None, timeout=5) == sent + 1
+
+
+async def test_a_lone_call_is_published_by_its_caller_and_order_holds(nodes: Any) -> None:
+    async with nodes("a", "b") as (a, b):
+        await b.spawn(Counter, 0, name="counter")
+        ref = await a.broker.whereis("counter", node="b")
+        assert ref is not None
+        session = a.broker.session
+        queued: list[bytes] = []
+        send = session.send
+
+        def recording(channel: bytes, data: bytes, *args: Any, **kwargs: Any) -> None:
+            queued.append(data)
+            send(channel, data, *args, **kwargs)
+
+        session.send = recording
+        # Nothing queued: the call goes from the caller's task, not through the outbox.
+        assert await ref.call(Get(), timeout=5) == 0
+        assert queued == []
+        # Casts queued first: a call goes behind them, and sees them all.
+        for _ in range(50):
+            ref.cast_nowait(Add(1))
+        assert await ref.call(Get(), timeout=5) == 50
+        assert len(queued) == 51

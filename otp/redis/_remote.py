@@ -24,6 +24,7 @@ It also writes and reads actor refs on the wire (the codec's ref lender), and an
 from __future__ import annotations
 
 import logging
+import math
 import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -327,13 +328,18 @@ class RemoteActors:
 
     async def _remote_call(self, ref: RemoteRef, request: Any, timeout: float | None) -> Any:
         broker = self.broker
-        await broker._backend().checkpoint()
+        backend = broker._backend()
+        # The wait for the reply is this call's checkpoint; a call refused at once
+        # checkpoints before it raises.
         if ref._exit_reason is not None:
+            await backend.checkpoint()
             raise exited(ref, ref._exit_reason)
         why = self._unreachable(ref)
         if why is not None:
+            await backend.checkpoint()
             raise exited(ref, why)
         if timeout is not None and not timeout > 0:
+            await backend.checkpoint()
             raise CallTimeout(ref, 0.0 if timeout != timeout else timeout, request)
         tree = broker.codec.to_wire(request, refs=self)
         cid = next(broker._counter)
@@ -343,13 +349,24 @@ class RemoteActors:
         frame = Call(cid=cid, to=self.target_of(ref), message=tree, deadline=deadline, **broker._me)
         try:
             data = broker._dumps(encode(frame))
-            broker.session.send(
-                broker.names.control(ref.node),
-                data,
-                self._sent_to(ref, lambda why: _fail(pending.promise, exited(ref, why))),
-            )
+            channel = broker.names.control(ref.node)
+            sent = self._sent_to(ref, lambda why: _fail(pending.promise, exited(ref, why)))
+            session = broker.session
+            left = timeout
+            if session.writing or session.outbox:
+                session.send(channel, data, sent)  # behind what is queued, in order
+            else:
+                # Nothing queued: publish from this task (send_now), within the timeout,
+                # which covers the whole call (a stalled Redis cannot hold it longer).
+                start = anyio.current_time()
+                with anyio.move_on_after(math.inf if timeout is None else timeout) as scope:
+                    await session.send_now(channel, data, sent)
+                if scope.cancelled_caught:
+                    raise CallTimeout(ref, timeout or 0.0, request)
+                if timeout is not None:
+                    left = max(0.0, timeout - (anyio.current_time() - start))
             try:
-                return await promise.wait(timeout)
+                return await promise.wait(left)
             except Expired:
                 raise CallTimeout(ref, timeout or 0.0, request) from None
         finally:
