@@ -530,7 +530,8 @@ def worker_pool(  # type: ignore[misc]  # mypy cannot match an impl to the TypeV
 ) -> PoolSpec:
     """A supervised pool of ``size`` identical workers; ``node.start`` (or
     ``start_child``) returns a :class:`PoolRef` whose ``call``/``cast`` go to one worker,
-    chosen round-robin (``"round_robin"``), by the shortest mailbox (``"least_busy"``) or
+    chosen round-robin (``"round_robin"``), by the shortest mailbox (``"least_busy"``: the
+    message a worker is handling counts; among equals the first in pool order) or
     by consistent hashing of ``key(message)`` (``CONSISTENT_HASH``: a str, bytes or int;
     the same key reaches the same worker, and while a worker is being restarted only its
     keys go elsewhere). Workers are ``PERMANENT`` children ``"<name>.<i>"`` under a

@@ -171,9 +171,10 @@ class SupervisorRef(ActorRef):
 class PoolRef(SupervisorRef):
     """A worker pool (:func:`worker_pool`): ``call``/``cast``/``send`` go to one worker.
 
-    Dispatch is round-robin or least-busy (shortest mailbox, then fewest handled) over the
-    workers alive right now; a crashed worker is skipped until its supervisor restarts it.
-    Supervisor operations are under :meth:`which_children` and friends, as usual.
+    Dispatch is round-robin, least-busy (the shortest mailbox, counting the message a
+    worker is handling; among equals the first in pool order) or by consistent hash, over
+    the workers alive right now; a crashed worker is skipped until its supervisor restarts
+    it. Supervisor operations are under :meth:`which_children` and friends, as usual.
     """
 
     def workers(self) -> list[ActorRef]:
@@ -197,6 +198,7 @@ class PoolRef(SupervisorRef):
         if not workers:
             raise NotFound("a live worker", f"pool {self.name!r} (all workers are restarting)")
         if server.spec.dispatch == LEAST_BUSY:
+            # min keeps the first of equals: pool order breaks ties (docs/supervision.md).
             return min(workers, key=ActorRef._load)
         index = server.next_worker % len(workers)
         server.next_worker = index + 1

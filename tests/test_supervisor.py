@@ -687,6 +687,27 @@ async def test_worker_pool_round_robin_and_least_busy() -> None:
         assert [i.id for i in await busy.which_children()] == ["busy.0", "busy.1"]
 
 
+async def test_least_busy_ties_go_to_pool_order_not_fewest_handled() -> None:
+    # The promise (docs/supervision.md): the shortest mailbox, the message in hand counted;
+    # among equals the first worker in pool order, however many each has handled.
+    async with otp.Node() as node:
+        pool = await node.start(otp.worker_pool("lb", Counter, size=2, dispatch=otp.LEAST_BUSY))
+        first, second = pool.workers()
+        for _ in range(5):
+            await first.call(Add(1))  # first has handled five, second none; both idle
+        assert first.statistics().messages_handled == 5
+        await anyio.wait_all_tasks_blocked()
+        await pool.call(Add(10))
+        assert await first.call(Get()) == 15
+        assert await second.call(Get()) == 0
+        event = anyio.Event()
+        await first.cast(Block(event))
+        await anyio.wait_all_tasks_blocked()  # first: one in hand, an empty mailbox
+        await pool.call(Add(10))
+        assert await second.call(Get()) == 10
+        event.set()
+
+
 async def test_backoff_delays_restarts(clock: FakeClock) -> None:
     async with otp.Node() as node:
         sup = await node.start(
