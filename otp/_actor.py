@@ -332,8 +332,8 @@ class ActorRef(Linking, Monitoring):
         try:
             mailbox.put(item)
         except Full:
-            if mailbox._overflow is not Overflow.BLOCK:
-                raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+            if mailbox.overflow is not Overflow.BLOCK:
+                raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
             # Waiting for room counts toward the timeout, as the whole call does in OTP.
             started = time.monotonic()
             try:
@@ -383,7 +383,7 @@ class ActorRef(Linking, Monitoring):
         try:
             mailbox.put(Wrapped(CALL, request, slot))
         except Full:
-            raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+            raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
         return handle
 
     async def cast(self, message: Any, *, priority: int = 0) -> None:
@@ -438,7 +438,7 @@ class ActorRef(Linking, Monitoring):
             try:
                 mailbox.put(message, priority)
             except Full:
-                raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+                raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
         else:
             if get_ident() != self._thread:
                 raise WrongThread(self, "cast")
@@ -601,7 +601,7 @@ class ActorRef(Linking, Monitoring):
         try:
             mailbox.put(message if kind is CAST else Wrapped(kind, message), priority)
         except Full:
-            raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+            raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
 
     async def _put(self, kind: Kind, message: Any, priority: int = 0) -> None:
         if not self._alive:
@@ -612,8 +612,8 @@ class ActorRef(Linking, Monitoring):
         try:
             mailbox.put(item, priority)
         except Full:
-            if mailbox._overflow is not Overflow.BLOCK:
-                raise MailboxFull(self, mailbox._capacity, mailbox._overflow) from None
+            if mailbox.overflow is not Overflow.BLOCK:
+                raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
             if not await mailbox.put_blocking(item, self._backend, priority):
                 self._node._dead_letter(self, message, "noproc")
 
@@ -674,7 +674,7 @@ class ActorRef(Linking, Monitoring):
         self._node._emit("overflow", actor=self, reason=why, detail=message)
         if kind is CALL:
             mailbox = self._mailbox
-            caller.fail(MailboxFull(self, mailbox._capacity, mailbox._overflow))
+            caller.fail(MailboxFull(self, mailbox.capacity, mailbox.overflow))
         self._node._dead_letter(self, message, why)
 
     # ------------------------------------------------------------------ inside the actor
@@ -712,10 +712,12 @@ class ActorRef(Linking, Monitoring):
     # What otp's own behaviours and supervisors (otp/_gen_server.py, _statem.py,
     # _supervisor*.py, _snapshots.py) use of an actor besides the public API, so that no
     # module reads ActorRef's attributes. Not for users; names and semantics may change.
-    # The methods: _behaviour, _load, _continue (below); _reply, _request_stop, _monitor,
-    # _demonitor, _link, _unlink, _send_after and _deliver_control (the callbacks' helpers,
-    # above); _shutdown, _join_killed (a supervisor stopping a child), _parent_exited (a
-    # killed supervisor ending its children), _status (snapshots).
+    # The methods: _behaviour, _load, _continue, _shutdown_own, _remove_monitor,
+    # _monitor_count (below); _reply, _request_stop, _monitor, _demonitor, _link, _unlink,
+    # _send_after and _deliver_control (the callbacks' helpers, above); _add_monitor (a
+    # monitor without a watching actor: groups, remote peers); _shutdown, _join_killed (a
+    # supervisor stopping a child), _parent_exited (a killed supervisor ending its
+    # children), _status (snapshots). tests/test_architecture.py holds the same list.
 
     def _behaviour(self) -> GenServer:
         """The callback instance this actor runs (the GenServer subclass's instance; OTP's
@@ -735,6 +737,19 @@ class ActorRef(Linking, Monitoring):
         else:
             continues.append(arg)
         self._mailbox._look = True  # a run of casts ends after this callback
+
+    async def _shutdown_own(self) -> Any:
+        """:meth:`_shutdown` with the shutdown the actor was spawned with (the node
+        stopping its top-level actors); the exit reason."""
+        return await self._shutdown(self._shutdown_timeout)
+
+    def _remove_monitor(self, monitor: MonitorRef) -> None:
+        """Forget a monitor made by :meth:`_add_monitor` (no ``Down`` for it)."""
+        self._monitors.pop(monitor, None)
+
+    def _monitor_count(self) -> int:
+        """How many monitors watch this actor now (``otp.testing.monitor_count``)."""
+        return len(self._monitors)
 
     # ------------------------------------------------------------------ the process
 

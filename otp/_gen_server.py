@@ -120,7 +120,10 @@ class GenServer:
     ref: ActorRef
     node: Node
 
-    # Internal: behaviours that run children (supervisors) get a task group of their own.
+    # The internal interface, the hooks a behaviour built on GenServer uses (not for users;
+    # the actor loop reads them): _otp_init (the one way the loop starts a behaviour),
+    # _otp_async_callbacks (the callbacks it awaits), _otp_owns_task_group and
+    # _otp_task_group (behaviours that run children, supervisors, get a task group).
     _otp_owns_task_group: bool = False
     _otp_task_group: Any = None
 

@@ -56,7 +56,8 @@ def is_global(name: object) -> bool:
 
 @runtime_checkable
 class GlobalRegistry(Protocol):
-    """What a broker with a cluster offers the node for :class:`Global` names (private).
+    """What a broker with a cluster offers the node for :class:`Global` names (an
+    internal interface of otp's own, between the node and brokers; not for users).
 
     ``_claim_global`` registers ``name`` for ``ref`` cluster-wide or raises
     :class:`otp.NameTaken` (holder: the ref that has it); ``_release_global`` frees it

@@ -166,7 +166,7 @@ class Groups:
         store = self._store
         joined = []
         for ref in members:
-            if ref in local or not ref._alive:
+            if ref in local or not ref.alive:
                 continue
             local[ref] = ref._add_monitor(self._exited_callback(group))
             joined.append(ref)
@@ -175,7 +175,7 @@ class Groups:
                     await store._group_join(group, ref)
                 except BaseException:
                     # Not joined after all (Redis out of reach, cancelled): undo it here.
-                    ref._monitors.pop(local.pop(ref), None)
+                    ref._remove_monitor(local.pop(ref))
                     if not local:
                         self._local.pop(group, None)
                     raise
@@ -197,7 +197,7 @@ class Groups:
             if monitor is None:
                 continue
             left = True
-            ref._monitors.pop(monitor, None)
+            ref._remove_monitor(monitor)
             if store is not None:
                 await store._group_leave(group, ref)
         if not local:
@@ -233,7 +233,7 @@ class Groups:
 
     def local_members(self, group: str) -> list[Any]:
         """This node's members of ``group``, in join order (``pg:get_local_members/1``)."""
-        return [ref for ref in self._local.get(group, {}) if ref._alive]
+        return [ref for ref in self._local.get(group, {}) if ref.alive]
 
     async def which_groups(self) -> list[str]:
         """The groups with members anywhere (``pg:which_groups/0``), sorted."""

@@ -273,6 +273,16 @@ class MailboxQueue:
         return self.taken + self._removed + len(self._items) + self._extra
 
     @property
+    def capacity(self) -> int | None:
+        """The mailbox's capacity (``None``: unbounded), as its :class:`Mailbox` says."""
+        return self._capacity
+
+    @property
+    def overflow(self) -> Overflow:
+        """What a full mailbox does with one more message, as its :class:`Mailbox` says."""
+        return self._overflow
+
+    @property
     def high_water(self) -> int:
         """The largest depth seen."""
         depth = len(self._items) + self._extra

@@ -187,7 +187,7 @@ class Node:
 
     async def _stop_all(self) -> None:
         for ref in reversed(list(self._top)):
-            await ref._shutdown(ref._shutdown_timeout)
+            await ref._shutdown_own()
 
     # ------------------------------------------------------------------ the actor index
 
@@ -490,6 +490,19 @@ class Node:
                 self._listeners.remove(listener)
 
         return remove
+
+    # ------------------------------------------------------------------ internal interface
+    # What otp's own modules (the actor, supervisors, snapshots, from_thread, otp.redis) use
+    # of a node besides the public API, so that no module reads other Node attributes. Not
+    # for users; names and semantics may change. tests/test_architecture.py holds the list.
+    # Read-only state: _backend (the anyio backend's fast waits), _deadlines (the shared
+    # call-deadline queue), _task_group (where actors and timers run), _thread (the event
+    # loop thread's ident), _closing (the node is stopping its actors), _top (the
+    # top-level actors in start order; an exiting actor removes itself), _listeners
+    # (checked before _emit where building the event's arguments would cost: spawn, exit).
+    # Methods: _emit (a NodeEvent to the listeners), _dead_letter, _register, _unregister,
+    # _claim_global (the name registry), _exits_settled (after a stop), _start_top
+    # (start an actor or supervisor under the node; start_top's way in).
 
     def _emit(
         self,

@@ -89,6 +89,8 @@ class RequestId(Generic[R_co]):
     of times; ``done()`` and ``result()`` look without waiting (``check_response``).
     """
 
+    # The internal interface (otp's senders, not users): _slot, the promise the sender puts
+    # into the mailbox with the request (ActorRef.send_request, RemoteRef's over Redis).
     __slots__ = ("_backend", "_deadlines", "_slot", "request", "target")
 
     def __init__(self, target: Ref, request: Any, backend: Backend, deadlines: Any) -> None:

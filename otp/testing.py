@@ -417,4 +417,4 @@ def monitor_count(ref: ActorRef) -> int:
     keeps itself, so compare it with a count taken before. A dead actor has none. OTP's
     counterpart is ``length(element(2, process_info(Pid, monitored_by)))``.
     """
-    return len(ref._monitors)
+    return ref._monitor_count()

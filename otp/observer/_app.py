@@ -190,7 +190,7 @@ class ObserverApp:
     def close(self) -> None:
         """End every event stream (the server is going away)."""
         self.closing.set()
-        self.collector._notify()
+        self.collector.notify()
 
     # ------------------------------------------------------------------ the page
 

@@ -128,11 +128,13 @@ class Collector:
         assert tasks is not None
         tasks.cancel_scope.cancel()
         await tasks.__aexit__(exc_type, exc, tb)
-        self._notify()
+        self.notify()
 
     # ------------------------------------------------------------------ change signal
 
-    def _notify(self) -> None:
+    def notify(self) -> None:
+        """Wake every :meth:`wait_change` now (a new event, tree or sample; the app on a
+        client's request)."""
         changed, self._changed = self._changed, anyio.Event()
         changed.set()
 
@@ -169,7 +171,7 @@ class Collector:
         form = _json.to_json(event)
         form["seq"] = self.seq
         self.events.append((self.seq, dumps(form)))
-        self._notify()
+        self.notify()
 
     def events_after(self, seq: int) -> tuple[list[tuple[int, str]], bool]:
         """The recorded events after ``seq`` and whether some were lost in between."""
@@ -201,7 +203,7 @@ class Collector:
                 if now - last_sample >= 1.0 - TICK / 2:
                     self.samples.append(self._sample(snapshot, now - last_sample))
                     last_sample = now
-                self._notify()
+                self.notify()
             except Exception:  # a broken snapshot must not stop the observer
                 logger.exception("otp.observer: sampling the tree of %r failed", self.node)
             # The observer takes at most about a tenth of the event loop: a huge tree is
@@ -325,7 +327,7 @@ class Collector:
         if before != after:
             self.members = members
             self.nodes_version += 1
-            self._notify()
+            self.notify()
 
     async def fetch_trees(self) -> None:
         """Ask every other node for its tree (at most :data:`REMOTE_TIMEOUT` seconds)."""
@@ -354,7 +356,7 @@ class Collector:
                 if peer != self.node.name:
                     tasks.start_soon(fetch, peer)
         self.nodes_version += 1
-        self._notify()
+        self.notify()
 
     def nodes(self) -> dict[str, Any]:
         """Every node this observer knows of, with its tree where one can be had."""

@@ -224,9 +224,9 @@ class Server:
         try:
             mailbox.put(Wrapped(CALL, request, caller))
         except Full:
-            if mailbox._overflow is not Overflow.BLOCK:
+            if mailbox.overflow is not Overflow.BLOCK:
                 self._reply(
-                    frame.node, frame.cid, "full", [mailbox._capacity, mailbox._overflow.value]
+                    frame.node, frame.cid, "full", [mailbox.capacity, mailbox.overflow.value]
                 )
                 return True
             if not waiting:
@@ -302,7 +302,7 @@ class Server:
         try:
             mailbox.put(wrap(kind, message))  # DROP_*: the actor records the letter
         except Full:
-            if mailbox._overflow is not Overflow.BLOCK:
+            if mailbox.overflow is not Overflow.BLOCK:
                 self.broker._dead_letter(DeadLetter(message, target, "mailbox_full"))
             else:
                 if not waiting:
