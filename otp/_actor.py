@@ -642,7 +642,7 @@ class ActorRef(Linking, Monitoring):
     def _offer_full(self) -> int:
         """What a full mailbox does with an offer (``put`` raised ``Full``): ``WAIT`` under
         ``BLOCK`` (then :meth:`_offer_blocking`), ``REFUSED`` under ``FAIL``."""
-        return WAIT if self._mailbox._overflow is Overflow.BLOCK else REFUSED
+        return WAIT if self._mailbox.overflow is Overflow.BLOCK else REFUSED
 
     async def _offer_blocking(self, item: Wrapped, priority: int = 0) -> bool:
         """Wait for room in a full ``BLOCK`` mailbox (after :meth:`_offer` said ``WAIT``)
@@ -659,7 +659,7 @@ class ActorRef(Linking, Monitoring):
         try:
             return ACCEPTED if mailbox.put(item) else DROPPED
         except Full:
-            if mailbox._overflow is Overflow.BLOCK:
+            if mailbox.overflow is Overflow.BLOCK:
                 mailbox.put_control(item)
                 return ACCEPTED
             return REFUSED
@@ -717,7 +717,8 @@ class ActorRef(Linking, Monitoring):
     # _send_after and _deliver_control (the callbacks' helpers, above); _add_monitor (a
     # monitor without a watching actor: groups, remote peers); _shutdown, _join_killed (a
     # supervisor stopping a child), _parent_exited (a killed supervisor ending its
-    # children), _status (snapshots). tests/test_architecture.py holds the same list.
+    # children), _status (snapshots); and the receiver group above (_offer, _offer_full,
+    # _offer_blocking, _offer_system). tests/test_architecture.py holds the same list.
 
     def _behaviour(self) -> GenServer:
         """The callback instance this actor runs (the GenServer subclass's instance; OTP's
@@ -742,10 +743,6 @@ class ActorRef(Linking, Monitoring):
         """:meth:`_shutdown` with the shutdown the actor was spawned with (the node
         stopping its top-level actors); the exit reason."""
         return await self._shutdown(self._shutdown_timeout)
-
-    def _remove_monitor(self, monitor: MonitorRef) -> None:
-        """Forget a monitor made by :meth:`_add_monitor` (no ``Down`` for it)."""
-        self._monitors.pop(monitor, None)
 
     def _monitor_count(self) -> int:
         """How many monitors watch this actor now (``otp.testing.monitor_count``)."""

@@ -183,6 +183,10 @@ class Broker(Protocol):
         """A frozen snapshot of the counters."""
         ...
 
+    # The internal interface (the node and actors use it; not for users): _attach, _detach,
+    # _subscribe_actor, _unsubscribe_actor, _dead_letter. tests/test_architecture.py holds
+    # the same list.
+
     async def _attach(self, node: Node) -> None:
         """The node enters: the broker may now reach its actors."""
         ...
@@ -621,6 +625,12 @@ class InMemoryBroker(Bus):
                     self._dropped += 1  # DROPPED or REFUSED
 
     # ------------------------------------------------------------------ statistics
+    # The internal interface beyond the Broker protocol's: _index_sizes (otp.testing).
+
+    def _index_sizes(self) -> tuple[int, int, int, int]:
+        """The sizes of the subscription indexes: patterns, wildcard patterns, subscribed
+        actors, cached routes (``otp.testing.broker_index``, for leak tests)."""
+        return len(self._subs), len(self._wild), len(self._actor_subs), len(self._routes)
 
     def statistics(self) -> BrokerStatistics:
         """A frozen snapshot of the broker's counters (see :class:`BrokerStatistics`)."""

@@ -502,7 +502,8 @@ class Node:
     # (checked before _emit where building the event's arguments would cost: spawn, exit).
     # Methods: _emit (a NodeEvent to the listeners), _dead_letter, _register, _unregister,
     # _claim_global (the name registry), _exits_settled (after a stop), _start_top
-    # (start an actor or supervisor under the node; start_top's way in).
+    # (start an actor or supervisor under the node; start_top's way in), _actor_started
+    # and _actor_exited (the actor index, above).
 
     def _emit(
         self,

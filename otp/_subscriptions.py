@@ -292,6 +292,9 @@ class Subscription(_Receiver):
         return self._buffer.statistics()
 
     # -------------------------------------------------------------- the broker's side
+    # The internal interface (brokers, otp/redis's streams; not for users): _offer,
+    # _offer_blocking, _offer_system (the receiver protocol, as on ActorRef) and _close.
+    # tests/test_architecture.py holds the same list.
 
     def _offer(self, envelope: Envelope) -> int:
         if self._closed:

@@ -400,12 +400,8 @@ def broker_index(broker: InMemoryBroker) -> BrokerIndex:
     (subscribers per pattern); this adds what it cannot show: the per-actor index and the
     route cache. There is no OTP counterpart (``pg`` keeps no such caches).
     """
-    return BrokerIndex(
-        patterns=len(broker._subs),
-        wildcards=len(broker._wild),
-        actors=len(broker._actor_subs),
-        routes=len(broker._routes),
-    )
+    patterns, wildcards, actors, routes = broker._index_sizes()
+    return BrokerIndex(patterns=patterns, wildcards=wildcards, actors=actors, routes=routes)
 
 
 def monitor_count(ref: ActorRef) -> int:
