@@ -625,7 +625,8 @@ class ActorRef(Linking, Monitoring):
     # broker writes the dead letters of REFUSED and GONE (they carry the topic). A fan-out
     # loop may inline _offer's common case, and only that: ``ref._alive`` and then
     # ``ref._mailbox.put(item, priority)`` (True: queued; False: DROPPED; Full: ask
-    # _offer_full); nothing else of the actor is read outside this module.
+    # _offer_full). Besides these the broker uses only _add_monitor and _remove_monitor
+    # (it learns of a subscriber's exit as any watcher does).
 
     def _offer(self, item: Wrapped, priority: int = 0) -> int:
         """Queue ``item`` without waiting, as the overflow policy says: ``WAIT`` for a full
