@@ -74,7 +74,8 @@ class Undecodable:
 
 
 class RefCodec(Protocol):
-    """What a broker lends the codec to write and read actor refs."""
+    """What a broker lends the codec to write and read actor refs (an internal interface
+    of otp's own: the codec and brokers; not for users)."""
 
     def _ref_to_wire(self, ref: Any) -> dict[str, Any]: ...
 

@@ -127,6 +127,9 @@ class RemoteRef:
         return f"<RemoteRef {who}{number} on {self.node!r}{state}>"
 
     # ------------------------------------------------------------------ state
+    # The internal interface (the networked broker that made the ref: otp/redis; not for
+    # users): _exit_reason (None while not known to have exited), _mark_exited.
+    # tests/test_architecture.py holds the same list.
 
     @property
     def alive(self) -> bool:

@@ -184,6 +184,9 @@ class PoolRef(SupervisorRef):
             return []  # its init has not begun
         return [c.ref for c in server.children if c.ref is not None and c.ref.alive]
 
+    # The internal interface (not for users): _pick, the worker a message goes to now
+    # (otp/redis serving a remote call or cast to a pool).
+
     def _pick(self, message: Any = None) -> ActorRef:
         server = self._supervisor()
         spec = server.spec

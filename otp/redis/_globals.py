@@ -150,7 +150,7 @@ class GlobalNames:
         broker = self.broker
         node = broker._require_node()
         entry = self.owned.get(name)
-        if entry is not None and entry[0]._alive:
+        if entry is not None and entry[0].alive:
             return entry[0]
         client = broker.session.client
         if client is None or not broker.session.connected:

@@ -240,7 +240,7 @@ class RemoteActors:
                     ref = held
         elif to.name is not None:
             ref = node.whereis(to.name)
-        if ref is None or not ref._alive:
+        if ref is None or not ref.alive:
             return None
         return ref  # type: ignore[no-any-return]
 

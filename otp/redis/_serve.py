@@ -377,7 +377,7 @@ class Server:
         try:
             while backlog:
                 frame, message, _ = backlog[0]
-                if not target._alive:
+                if not target.alive:
                     break
                 if isinstance(frame, Call):
                     if self._expired(frame):
@@ -531,7 +531,7 @@ class Server:
     def on_demonitor(self, peer: str, mid: int) -> None:
         entry = self.mon_in.pop((peer, mid), None)
         if entry is not None and entry[1] is not None:
-            entry[0]._monitors.pop(entry[1], None)
+            entry[0]._remove_monitor(entry[1])
 
     def _down_frame(self, mid: int, reason: Any) -> DownNotice:
         broker = self.broker
@@ -542,7 +542,7 @@ class Server:
         for key in [k for k in self.mon_in if k[0] == peer]:
             actor, monitor = self.mon_in.pop(key)
             if monitor is not None:
-                actor._monitors.pop(monitor, None)
+                actor._remove_monitor(monitor)
         for key in [k for k in self.inflows if k[0] == peer]:
             del self.inflows[key]
 
