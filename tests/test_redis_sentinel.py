@@ -213,9 +213,42 @@ async def _primary_port_is(cluster: Replicated, port: int) -> bool:
     return primary == port
 
 
-async def _both_listed(broker: RedisBroker) -> bool:
+async def _both_listed(broker: RedisBroker, names: tuple[str, ...] = ("a", "b")) -> bool:
     try:
         listed: list[str] = await broker.nodes()
     except Exception:
         return False
-    return listed == ["a", "b"]
+    return listed == list(names)
+
+
+async def test_nodes_follow_a_forced_failover_at_once(
+    replicated: Replicated,
+    prefix: str,  # noqa: F811
+) -> None:
+    # SENTINEL FAILOVER leaves the old primary up until the sentinel demotes it (about
+    # 10 s later); the nodes follow the sentinels' +switch-master announcement instead.
+    broker = RedisBroker(
+        replicated.sentinel_url, prefix=prefix, heartbeat=0.1, node_ttl=1.0, connect_timeout=2.0
+    )
+    async with otp.Node(name="a", broker=broker) as a:
+        await a.spawn(Counter, 3, name="counter")
+        await wait_until(lambda: _sentinel_knows_the_replica(replicated), timeout=15)
+        async with coredis.Redis(port=replicated.sentinel_port) as sentinel:
+            assert await sentinel.sentinel_failover(SERVICE)
+        await wait_until(lambda: _primary_port_is(replicated, replicated.replica_port), timeout=20)
+        promoted_at = time.monotonic()
+
+        async def on_the_new_primary() -> bool:
+            # Its pub/sub connection and its command connection, both moved.
+            async with coredis.Redis(port=replicated.replica_port) as promoted:
+                names = [c.get("name") for c in await promoted.client_list()]
+                held = await promoted.get(f"{prefix}:node:a")
+            return names.count(f"otp:{prefix}:a") >= 2 and held == broker.incarnation.encode()
+
+        await wait_until(on_the_new_primary, timeout=8)
+        moved_after = time.monotonic() - promoted_at
+        # Long before the old primary is demoted (its role is still "master").
+        assert _info(replicated.primary_port, "replication").get("role") == "master"
+        assert moved_after < 8
+        await wait_until(lambda: _both_listed(broker, ("a",)))
+        assert not broker.fenced

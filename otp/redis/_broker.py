@@ -868,10 +868,42 @@ def _sentinel_factory(
         client: coredis.Redis[bytes] = sentinel.primary_for(service, client_name=client_name)
         # The sentinels' own clients must be open while the primary's pool asks them where
         # the primary is (on every new connection: after a failover, the new primary).
-        async with sentinel, client:
-            yield client
+        async with sentinel, client, anyio.create_task_group() as task_group:
+            task_group.start_soon(_follow_failovers, sentinel, service, client)
+            try:
+                yield client
+            finally:
+                task_group.cancel_scope.cancel()
 
     return make
+
+
+async def _follow_failovers(sentinel: Any, service: str, client: Any) -> None:
+    """Drop ``client``'s connections when a sentinel announces that ``service`` has a new
+    primary (``+switch-master``): they reconnect to it at once. Without it, a forced
+    failover (``SENTINEL FAILOVER``, the old primary still up) moves the nodes only when
+    the sentinel demotes the old primary, about 10 s later. Never raises: a sentinel that
+    cannot be reached is tried again (the connections still move on demotion)."""
+    wanted = service.encode()
+    while True:
+        for watcher in list(sentinel.sentinels):
+            try:
+                async with watcher.pubsub(channels=["+switch-master"], retry_policy=None) as feed:
+                    async for message in feed:
+                        data = message.get("data")
+                        if message.get("type") != "message" or not isinstance(data, bytes):
+                            continue
+                        if data.split(b" ", 1)[0] == wanted:
+                            logger.warning(
+                                "Redis Sentinel switched the primary of %r (%s); reconnecting",
+                                service,
+                                data.decode(errors="replace"),
+                                extra={"otp_event": "sentinel_switch"},
+                            )
+                            client.connection_pool.disconnect()
+            except Exception as exc:
+                logger.debug("following Redis Sentinel failed: %s", describe(exc))
+        await anyio.sleep(1.0)
 
 
 def _resolve(promise: Any, value: Any) -> None:
