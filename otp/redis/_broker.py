@@ -151,6 +151,22 @@ class RedisBroker(ClusterPrimitives):
     One broker serves one node.
     """
 
+    # The internal interface: what the collaborator modules of this package (_session,
+    # _membership, _serve, _remote, _inbound, _streams, _globals, _groups) use of the
+    # broker they serve; nothing outside otp/redis uses it, and tests/test_architecture.py
+    # holds the same list.
+    # - identity and the node: _me (this node's name and incarnation for frames), _node,
+    #   _require_node, _counter (frame and request ids);
+    # - the clock: _cluster_time, _clock_tolerance, _clock_sample;
+    # - the wire: _dumps, _wire_error, _decode_pub, _envelope_of, _control_channel,
+    #   _inbox_channel, _on_control, _on_topic;
+    # - the session's and membership's events: _connection_lost, _reconnected, _lease_ok,
+    #   _fenced, _peer_down;
+    # - the cluster primitives (_cluster.py): _cluster_later, _cluster_publish,
+    #   _exits_pending;
+    # - local delivery (InMemoryBroker's): _deliver, _deliver_now, _delivered (the
+    #   inbound queue counts what it delivered past the in-memory path).
+
     _needs_envelope = True
 
     def __init__(
