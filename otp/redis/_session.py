@@ -839,7 +839,14 @@ class _PubSub(coredis.patterns.pubsub.PubSub[bytes]):  # type: ignore[misc, unus
     async def _consume_push_messages(self) -> None:
         connection = self.connection
         buffer = getattr(connection, "_push_message_buffer_out", None)
-        if buffer is None or not hasattr(buffer, "receive_nowait"):
+        scope = getattr(self, "_current_scope", None)
+        if (
+            buffer is None
+            or not hasattr(buffer, "receive_nowait")
+            or (scope is not None and scope.cancel_called)
+        ):
+            # Another coredis, or coredis draining the unsubscriptions of a pub/sub that
+            # is closing: its own consumer (what still arrives then is not handled).
             await super()._consume_push_messages()
             return
         on_publish = self.on_publish
