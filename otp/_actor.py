@@ -621,14 +621,15 @@ class ActorRef(Linking, Monitoring):
     # Internal: how a broker (otp/_broker.py, otp/redis) hands a published message to this
     # actor's handle_info: the counterpart of a Subscription's _offer/_offer_blocking/
     # _offer_system. ``item`` is a ``Wrapped(INFO, message)``, built once per publish
-    # (items are never modified). Each returns one of otp._mailbox's offer codes; the
+    # (items are never modified); otp/redis/_serve.py offers remote calls and casts the
+    # same way (any mailbox item). Each returns one of otp._mailbox's offer codes; the
     # broker writes the dead letters of REFUSED and GONE (they carry the topic). A fan-out
     # loop may inline _offer's common case, and only that: ``ref._alive`` and then
     # ``ref._mailbox.put(item, priority)`` (True: queued; False: DROPPED; Full: ask
     # _offer_full). Besides these the broker uses only _add_monitor and _remove_monitor
     # (it learns of a subscriber's exit as any watcher does).
 
-    def _offer(self, item: Wrapped, priority: int = 0) -> int:
+    def _offer(self, item: Item, priority: int = 0) -> int:
         """Queue ``item`` without waiting, as the overflow policy says: ``WAIT`` for a full
         ``BLOCK`` mailbox (then :meth:`_offer_blocking`), ``REFUSED`` for a full ``FAIL``
         one, ``DROPPED`` if ``DROP_NEWEST``/``DROP_OLDEST`` dropped it (the dead letter is
@@ -645,10 +646,13 @@ class ActorRef(Linking, Monitoring):
         ``BLOCK`` (then :meth:`_offer_blocking`), ``REFUSED`` under ``FAIL``."""
         return WAIT if self._mailbox.overflow is Overflow.BLOCK else REFUSED
 
-    async def _offer_blocking(self, item: Wrapped, priority: int = 0) -> bool:
+    async def _offer_blocking(
+        self, item: Item, priority: int = 0, timeout: float | None = None
+    ) -> bool:
         """Wait for room in a full ``BLOCK`` mailbox (after :meth:`_offer` said ``WAIT``)
-        and queue ``item``; ``False`` if the actor exited first."""
-        return await self._mailbox.put_blocking(item, self._backend, priority)
+        and queue ``item``; ``False`` if the actor exited first. Raises ``Expired`` if
+        ``timeout`` passes first (the item is not queued then)."""
+        return await self._mailbox.put_blocking(item, self._backend, priority, timeout)
 
     def _offer_system(self, item: Wrapped) -> int:
         """Queue a runtime message (a dead letter) that is never waited for: a full

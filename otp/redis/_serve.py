@@ -38,7 +38,7 @@ from .._actor import ActorRef, Down
 from .._backends import Expired
 from .._broker import DeadLetter
 from .._exceptions import ActorExited, CodecError, MailboxFull, NotFound
-from .._mailbox import CALL, CAST, INFO, Full, Overflow, Wrapped, wrap
+from .._mailbox import CALL, CAST, GONE, INFO, REFUSED, WAIT, Overflow, Wrapped, wrap
 from .._supervisor_ops import SupervisorOp, TerminateChild, _Call
 from .._supervisor_refs import PoolRef
 from ._frames import (
@@ -217,21 +217,23 @@ class Server:
         self._call_now(target, frame, request, waiting=False)
 
     def _call_now(self, target: ActorRef, frame: Call, request: Any, *, waiting: bool) -> bool:
-        """Put the call in the mailbox; ``False`` if it must wait for room."""
-        backend = target._backend
-        caller = backend.promise()
-        mailbox = target._mailbox
-        try:
-            mailbox.put(Wrapped(CALL, request, caller))
-        except Full:
-            if mailbox.overflow is not Overflow.BLOCK:
-                self._reply(
-                    frame.node, frame.cid, "full", [mailbox.capacity, mailbox.overflow.value]
-                )
-                return True
+        """Offer the call to the actor (``ActorRef._offer``); ``False`` if it must wait for
+        room."""
+        caller = self.broker._backend().promise()
+        status = target._offer(Wrapped(CALL, request, caller))
+        if status == WAIT:
             if not waiting:
                 self._queue(target, frame, request)
             return False
+        if status == REFUSED:  # a full FAIL mailbox: the caller raises MailboxFull
+            mailbox = target.statistics().mailbox
+            self._reply(frame.node, frame.cid, "full", [mailbox.capacity, mailbox.overflow.value])
+            return True
+        if status == GONE:  # pragma: no cover  # resolve_local gave a live actor, no await since
+            self._exit_reply(frame.node, frame.cid, target.exit_reason or "noproc")
+            return True
+        # ACCEPTED, or DROPPED (DROP_*): the actor failed the caller with MailboxFull and
+        # _reply_for answers "full".
         self._spawn(self._reply_for, frame.node, frame.cid, caller, frame.deadline, _stops(request))
         return True
 
@@ -298,16 +300,15 @@ class Server:
 
     def _post_now(self, target: ActorRef, frame: Cast, message: Any, *, waiting: bool) -> bool:
         kind = CAST if frame.kind == "cast" else INFO
-        mailbox = target._mailbox
-        try:
-            mailbox.put(wrap(kind, message))  # DROP_*: the actor records the letter
-        except Full:
-            if mailbox.overflow is not Overflow.BLOCK:
-                self.broker._dead_letter(DeadLetter(message, target, "mailbox_full"))
-            else:
-                if not waiting:
-                    self._queue(target, frame, message)
-                return False
+        status = target._offer(wrap(kind, message))  # DROPPED: the actor recorded the letter
+        if status == WAIT:
+            if not waiting:
+                self._queue(target, frame, message)
+            return False
+        if status == REFUSED:
+            self.broker._dead_letter(DeadLetter(message, target, "mailbox_full"))
+        elif status == GONE:  # pragma: no cover  # as above: answered as a dead actor
+            self._dead(frame, message, "noproc")
         self._consumed(frame)
         return True
 
@@ -383,7 +384,7 @@ class Server:
                     if self._expired(frame):
                         self._dead(frame, message, "expired")
                     else:
-                        caller = target._backend.promise()
+                        caller = broker._backend().promise()
                         timeout = None
                         if frame.deadline is not None:
                             remaining = frame.deadline - broker._cluster_time()
@@ -435,13 +436,13 @@ class Server:
 
     @staticmethod
     async def _put_waiting(target: ActorRef, item: Any, timeout: float | None) -> bool:
-        """Queue ``item``, waiting for room; ``False`` if the actor exited first."""
-        mailbox = target._mailbox
-        try:
-            mailbox.put(item)
-        except Full:
-            return await mailbox.put_blocking(item, target._backend, 0, timeout)
-        return True
+        """Queue ``item``, waiting for room; ``False`` if the actor exited first (raises
+        ``Expired`` once ``timeout`` has passed). Only a ``BLOCK`` mailbox has a backlog,
+        so the offer is accepted, waits or finds the actor gone."""
+        status = target._offer(item)
+        if status == WAIT:
+            return await target._offer_blocking(item, 0, timeout)
+        return status != GONE
 
     def _unqueue(self, frame: Cast) -> None:
         if frame.flow is not None:
