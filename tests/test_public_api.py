@@ -164,3 +164,12 @@ def test_optional_parts_are_attributes_after_a_plain_import_otp() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_no_private_reads_across_modules() -> None:
+    # tests/test_architecture.py's check, here too so that every landing runs it (this file
+    # is in the gate's smoke set): a new cross-module private read fails at once.
+    from tests.test_architecture import ALLOWED, private_reads
+
+    new = sorted(private_reads() - ALLOWED.keys())
+    assert not new, f"private reads across modules (see tests/test_architecture.py): {new}"
