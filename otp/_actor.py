@@ -1,67 +1,55 @@
-"""The actor process: :class:`ActorRef`, its loop and the exit protocol.
+"""The actor process: :class:`ActorRef`, its loop and its callbacks' helpers.
 
 One actor incarnation is one task and one :class:`ActorRef`. The loop takes one message at
 a time from the mailbox and awaits the matching GenServer callback; nothing else is spawned
 per message. Everything that must happen when an actor exits (callers failed, monitors told,
-name freed, subscriptions and timers ended) happens synchronously in :meth:`ActorRef._exit`,
-so it cannot be interrupted by cancellation.
+name freed, subscriptions and timers ended) happens synchronously in ``ActorRef._exit``
+(:mod:`otp._stopping`), so it cannot be interrupted by cancellation.
 
-Links and exit signals live in :mod:`otp._exit_signals`, monitors and timers in
-:mod:`otp._monitors` (each a mixin of :class:`ActorRef`), what an actor shows of its state
-in :mod:`otp._actor_status`, and :func:`otp._start.start_actor` starts one.
+``ActorRef`` is assembled from mixins: sending to it and its receiver interface in
+:mod:`otp._delivery`, stopping, killing, joining and the exit in :mod:`otp._stopping`,
+links and exit signals in :mod:`otp._exit_signals`, monitors and timers in
+:mod:`otp._monitors`; what an actor shows of its state is in :mod:`otp._actor_status`, and
+:func:`otp._start.start_actor` starts one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable
-from threading import get_ident
-from typing import TYPE_CHECKING, Any, Final, final, overload
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import attrs
 
-from ._actor_status import brief, describe_item, status_of
+from ._actor_status import status_of
 from ._backends import BUDGET_OPS, Backend, Expired, Promise
-from ._call import Call, R
+from ._delivery import Delivery
 from ._exceptions import (
     ActorExited,
-    CalledSelf,
     CallTimeout,
-    MailboxFull,
     SupervisorGaveUp,
-    WrongThread,
 )
 from ._exit_signals import RUNNING as _RUNNING
 from ._exit_signals import Exit, Linking, SelfExit, is_normal_exit, traps
 from ._gen_server import IGNORE, NOREPLY, GenServer, IdleTimeout
 from ._mailbox import (
-    ACCEPTED,
     CALL,
     CAST,
-    CONTROL,
-    DROPPED,
-    GONE,
-    INFO,
-    REFUSED,
     SYSTEM,
-    WAIT,
-    Full,
-    Item,
-    Kind,
     Mailbox,
     MailboxQueue,
     MailboxStatistics,
-    Overflow,
     Wrapped,
-    unwrap,
 )
 from ._monitors import Down, Monitoring, MonitorRef, TimerRef
 from ._monitors import ids as _ids
-from ._requests import RequestId
+from ._stopping import _IN_HAND, BRUTAL_KILL, Stopping, _check_timeout
+from ._stopping import Shutdown as Shutdown
+from ._stopping import check_shutdown as check_shutdown
+from ._stopping import check_start_timeout as check_start_timeout
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -85,57 +73,6 @@ logger = logging.getLogger("otp")
 _BUDGET: Final = BUDGET_OPS
 
 
-@final
-class _BrutalKill:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "otp.BRUTAL_KILL"
-
-    def __reduce__(self) -> str:
-        return "BRUTAL_KILL"
-
-
-#: ``shutdown=BRUTAL_KILL``: cancel the actor at once, without running ``terminate``.
-BRUTAL_KILL: Final = _BrutalKill()
-
-#: A shutdown timeout: seconds, ``None`` (wait forever) or :data:`BRUTAL_KILL`.
-Shutdown = float | int | None | _BrutalKill
-
-
-def check_shutdown(value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is a valid shutdown setting."""
-    if value is None or value is BRUTAL_KILL:
-        return
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or value < 0
-        or math.isnan(value)
-    ):
-        raise ValueError(
-            f"shutdown must be seconds >= 0, None (wait forever) or otp.BRUTAL_KILL, not {value!r}"
-        )
-
-
-def check_start_timeout(value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is seconds > 0 or ``None`` (wait forever)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"start_timeout must be seconds > 0 or None, not {value!r}")
-
-
-def _check_timeout(timeout: object) -> None:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(
-            f"timeout must be seconds (an int or float >= 0) or None (wait forever), not "
-            f"{timeout!r} ({type(timeout).__name__})"
-        )
-    if timeout < 0 or math.isnan(timeout):
-        raise ValueError(f"timeout must be seconds >= 0 or None (wait forever), not {timeout!r}")
-
-
 class _NotStarted:
     """``ActorRef._coro`` until the actor's task runs."""
 
@@ -144,19 +81,6 @@ class _NotStarted:
 
 
 _NOT_STARTED: Final = _NotStarted()
-
-
-class _InHand:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<a cast>"
-
-
-#: ``ActorRef._current`` while the loop handles a run of casts (their messages are not
-#: recorded one by one; the one whose callback raises is), and after the exit of an
-#: actor whose last message never finished.
-_IN_HAND: Final = _InHand()
 
 
 @attrs.frozen
@@ -182,7 +106,7 @@ class ActorStatistics:
 
 
 @attrs.define(eq=False, init=False, repr=False)
-class ActorRef(Linking, Monitoring):
+class ActorRef(Delivery, Stopping, Linking, Monitoring):
     """A handle on one actor incarnation (Erlang's pid).
 
     Refs are hashable and equal only to themselves: a restarted actor has a new ref.
@@ -298,222 +222,6 @@ class ActorRef(Linking, Monitoring):
         """The exit reason once the actor has exited, else ``None``."""
         return self._exit_reason
 
-    @overload
-    async def call(self, request: Call[R], timeout: float | None = 5.0) -> R: ...
-    @overload
-    async def call(  # type: ignore[overload-cannot-match]  # see otp/_call.py
-        self, request: Call[object], timeout: float | None = 5.0
-    ) -> object: ...
-    @overload
-    async def call(self, request: Any, timeout: float | None = 5.0) -> Any: ...
-
-    async def call(self, request: Any, timeout: float | None = 5.0) -> Any:
-        """Send ``request`` to ``handle_call`` and wait for the reply (``gen_server:call/3``).
-
-        Raises :class:`otp.CallTimeout` after ``timeout`` seconds (``None`` waits forever;
-        the server keeps running and a late reply is dropped), :class:`otp.ActorExited` at
-        once if the actor is dead or dies before replying (a crash is the ``__cause__``),
-        :class:`otp.MailboxFull` if its overflow policy refuses or drops the request, and
-        :class:`otp.CalledSelf` if an actor calls itself, :class:`otp.WrongThread` outside
-        the node's event loop thread (use ``node.from_thread`` there).
-        """
-        if get_ident() != self._thread:
-            raise WrongThread(self, "call")
-        if not self._alive:
-            raise self._exited_error()
-        if self._coro.cr_running:
-            raise CalledSelf(self)
-        if timeout is not None and (timeout.__class__ is not float or not timeout > 0):
-            _check_timeout(timeout)  # the common float timeout skips this
-        backend = self._backend
-        caller = backend.promise()
-        item = Wrapped(CALL, request, caller)
-        mailbox = self._mailbox
-        try:
-            mailbox.put(item)
-        except Full:
-            if mailbox.overflow is not Overflow.BLOCK:
-                raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
-            # Waiting for room counts toward the timeout, as the whole call does in OTP.
-            started = time.monotonic()
-            try:
-                admitted = await mailbox.put_blocking(item, backend, 0, timeout)
-            except Expired:
-                raise CallTimeout(self, timeout or 0.0, request) from None
-            if not admitted:
-                error = self._exited_error()
-                raise error from error.__cause__
-            if timeout is not None:
-                timeout = max(0.0, timeout - (time.monotonic() - started))
-        if timeout is not None:
-            if timeout == 0:
-                # Nothing can have replied yet: OTP's call with timeout 0, deterministically.
-                caller.fail(Expired())
-                raise CallTimeout(self, 0.0, request)
-            self._node._deadlines.add(timeout, caller)  # fails it with Expired when due
-        try:
-            return await caller  # promise.wait() without its coroutine
-        except Expired:
-            raise CallTimeout(self, timeout or 0.0, request) from None
-
-    @overload
-    def send_request(self, request: Call[R]) -> RequestId[R]: ...
-    @overload
-    def send_request(  # type: ignore[overload-cannot-match]  # see otp/_call.py
-        self, request: Call[object]
-    ) -> RequestId[object]: ...
-    @overload
-    def send_request(self, request: Any) -> RequestId[Any]: ...
-
-    def send_request(self, request: Any) -> RequestId[Any]:
-        """Send ``request`` to ``handle_call`` without waiting; collect the reply later with
-        ``await handle.wait(timeout)`` (``gen_server:send_request/2``).
-
-        Never yields. A dead actor gives a handle that already holds its
-        :class:`otp.ActorExited`; a full mailbox that would make :meth:`call` wait or fail
-        raises :class:`otp.MailboxFull` at once (as :meth:`cast_nowait` does); a dropped
-        request fails the handle with it. See :class:`otp.RequestId`.
-        """
-        handle: RequestId[Any] = RequestId(self, request, self._backend, self._node._deadlines)
-        slot = handle._slot
-        if not self._alive:
-            slot.fail(self._exited_error())
-            return handle
-        mailbox = self._mailbox
-        try:
-            mailbox.put(Wrapped(CALL, request, slot))
-        except Full:
-            raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
-        return handle
-
-    async def cast(self, message: Any, *, priority: int = 0) -> None:
-        """Send ``message`` to ``handle_cast`` without waiting for it to be handled.
-
-        A checkpoint, as every anyio operation is; :meth:`cast_nowait` is the non-yielding
-        fast path. A dead actor's message becomes a dead letter and ``cast`` returns
-        quietly; with ``Overflow.BLOCK`` it waits for room, with ``Overflow.FAIL`` a full
-        mailbox raises :class:`otp.MailboxFull`. Messages of a higher ``priority`` are
-        handled first; order is kept within one priority (Erlang has no priorities).
-        Outside the node's event loop thread it raises :class:`otp.WrongThread`.
-        """
-        if get_ident() != self._thread:
-            raise WrongThread(self, "cast")
-        if self._backend.budget_spent():  # an amortised checkpoint (docs/core.md, "Yielding")
-            await self._backend.checkpoint()
-        if self._alive and not priority:
-            mailbox = self._mailbox
-            if mailbox._capacity is None:
-                # MailboxQueue.put's hot path (unbounded, priority 0) inlined: the message
-                # itself is the item (benchmarks: "await cast", 3x the deque floor without).
-                mailbox._items.append(message)
-                parker = self._parker
-                if parker.waiter is not None:
-                    parker.wake()
-                return
-        await self._put(CAST, message, priority)
-
-    def cast_nowait(self, message: Any, *, priority: int = 0) -> None:
-        """:meth:`cast` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``.
-
-        Outside the node's event loop thread it raises :class:`otp.WrongThread` whenever
-        it would wake the actor or find it dead (the thread check stays out of a tight
-        producer loop feeding a busy actor); use ``node.from_thread.cast`` there.
-        """
-        if self._alive:  # _put_nowait, inlined
-            mailbox = self._mailbox
-            parker = self._parker
-            if not priority and mailbox._capacity is None:
-                # MailboxQueue.put's hot path (unbounded, priority 0) inlined, the message
-                # itself the item (benchmarks: cast_nowait, 3.3x the deque floor without).
-                if parker.waiter is not None:
-                    if get_ident() != self._thread:
-                        raise WrongThread(self, "cast")  # waking from another thread
-                    mailbox._items.append(message)
-                    parker.wake()
-                else:
-                    mailbox._items.append(message)
-                return
-            if parker.waiter is not None and get_ident() != self._thread:
-                raise WrongThread(self, "cast")  # waking from another thread breaks the loop
-            try:
-                mailbox.put(message, priority)
-            except Full:
-                raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
-        else:
-            if get_ident() != self._thread:
-                raise WrongThread(self, "cast")
-            self._node._dead_letter(self, message, "noproc")
-
-    async def send(self, message: Any, *, priority: int = 0) -> None:
-        """Send ``message`` to ``handle_info`` (Erlang's ``!``); otherwise as :meth:`cast`."""
-        if get_ident() != self._thread:
-            raise WrongThread(self, "send")
-        backend = self._backend
-        if backend.budget_spent():
-            await backend.checkpoint()
-        await self._put(INFO, message, priority)
-
-    def send_nowait(self, message: Any, *, priority: int = 0) -> None:
-        """:meth:`send` without yielding; a full ``BLOCK`` mailbox raises ``MailboxFull``
-        (the thread check as for :meth:`cast_nowait`)."""
-        if (self._parker.waiter is not None or not self._alive) and get_ident() != self._thread:
-            raise WrongThread(self, "send")
-        self._put_nowait(INFO, message, priority)
-
-    async def stop(self, reason: Any = "normal", timeout: float | None = None) -> None:
-        """Stop the actor once its current callback returns and wait until it has exited
-        (``gen_server:stop/3``): ``terminate(reason)`` runs, monitors get ``Down``.
-
-        Queued messages are not handled: waiting callers get ``ActorExited``, the rest
-        become dead letters. Stopping a dead actor returns at once. Called from inside the
-        actor itself it only requests the stop (it cannot wait for itself). Raises
-        :class:`otp.CallTimeout` if ``timeout`` passes first (the stop still goes on), and
-        :class:`otp.ActorExited` carrying the reason the actor really exited with when that
-        is not ``reason``: ``terminate`` raised (the exception is also ``__cause__``), it
-        was killed, or it was already stopping for another reason (as ``gen_server:stop``
-        exits with the other reason). ``reason=None`` means ``"normal"`` (``None`` is what
-        :attr:`exit_reason` says of a running actor). With a cluster broker it returns once
-        the exit's releases are done there too: its :class:`otp.Global` name is free for a
-        claim from any node and ``node.locate`` no longer finds it (within ``timeout``, and
-        at most the broker's ``node_ttl``).
-        """
-        if get_ident() != self._thread:
-            raise WrongThread(self, "stop")
-        if timeout is not None:
-            _check_timeout(timeout)
-        if reason is None:
-            reason = "normal"
-        if not self._alive:
-            await self._backend.checkpoint()
-            await self._node._exits_settled(timeout)
-            return
-        self._request_stop(reason)
-        if self._coro.cr_running:
-            return
-        started = time.monotonic()
-        actual = await self.join(timeout)
-        # What the exit freed in the cluster (a global name, group memberships) is freed
-        # there too before stop returns: another node may claim the name at once.
-        left = None if timeout is None else max(0.0, timeout - (time.monotonic() - started))
-        await self._node._exits_settled(left)
-        if not _same_reason(actual, reason):
-            # gen_server:stop/3 exits with the reason the server really exited with (a
-            # crash in terminate, a kill, or a stop already under way for another reason).
-            error = self._exited_error(actual)
-            raise error from error.__cause__
-
-    def kill(self) -> None:
-        """Cancel the actor at once without running ``terminate``; its exit reason is
-        ``"killed"`` (``exit(Pid, kill)``)."""
-        if get_ident() != self._thread:
-            raise WrongThread(self, "kill")
-        if self._alive:
-            scope = self._scope
-            if scope is None:
-                # Killed before start_actor gave it its scope: it passes the kill on.
-                scope = self._scope = anyio.CancelScope(shield=True)
-            scope.cancel()
-
     def exit(self, reason: Any) -> None:
         """Send this actor an exit signal (``erlang:exit/2``); it does not wait.
 
@@ -533,24 +241,6 @@ class ActorRef(Linking, Monitoring):
     def links(self) -> frozenset[ActorRef]:
         """The actors linked to this one now (``process_info(Pid, links)``); a copy."""
         return frozenset(self._links) if self._links else frozenset()
-
-    async def join(self, timeout: float | None = None) -> Any:
-        """Wait until the actor has exited and return its exit reason.
-
-        Raises :class:`otp.CallTimeout` if ``timeout`` passes first.
-        """
-        if get_ident() != self._thread:
-            raise WrongThread(self, "join")
-        if timeout is not None:
-            _check_timeout(timeout)
-        if not self._alive:
-            await self._backend.checkpoint()
-            return self._exit_reason
-        waiter = self._exit_waiter()
-        try:
-            return await waiter.wait(timeout)
-        except Expired:
-            raise CallTimeout(self, timeout or 0.0, "join") from None
 
     async def get_state(self, timeout: float | None = 5.0) -> Any:
         """A shallow copy of the server's attributes, taken between two callbacks
@@ -591,107 +281,7 @@ class ActorRef(Linking, Monitoring):
             trap_exit=traps(self._server),
         )
 
-    # ------------------------------------------------------------------ sending
-
-    def _put_nowait(self, kind: Kind, message: Any, priority: int = 0) -> None:
-        if not self._alive:
-            self._node._dead_letter(self, message, "noproc")
-            return
-        mailbox = self._mailbox
-        try:
-            mailbox.put(message if kind is CAST else Wrapped(kind, message), priority)
-        except Full:
-            raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
-
-    async def _put(self, kind: Kind, message: Any, priority: int = 0) -> None:
-        if not self._alive:
-            self._node._dead_letter(self, message, "noproc")
-            return
-        mailbox = self._mailbox
-        item = message if kind is CAST else Wrapped(kind, message)
-        try:
-            mailbox.put(item, priority)
-        except Full:
-            if mailbox.overflow is not Overflow.BLOCK:
-                raise MailboxFull(self, mailbox.capacity, mailbox.overflow) from None
-            if not await mailbox.put_blocking(item, self._backend, priority):
-                self._node._dead_letter(self, message, "noproc")
-
-    # ------------------------------------------------------------------ as a receiver
-    # Internal: how a broker (otp/_broker.py, otp/redis) hands a published message to this
-    # actor's handle_info: the counterpart of a Subscription's _offer/_offer_blocking/
-    # _offer_system. ``item`` is a ``Wrapped(INFO, message)``, built once per publish
-    # (items are never modified); otp/redis/_serve.py offers remote calls and casts the
-    # same way (any mailbox item). Each returns one of otp._mailbox's offer codes; the
-    # broker writes the dead letters of REFUSED and GONE (they carry the topic). A fan-out
-    # loop may inline _offer's common case, and only that: ``ref._alive`` and then
-    # ``ref._mailbox.put(item, priority)`` (True: queued; False: DROPPED; Full: ask
-    # _offer_full). Besides these the broker uses only _add_monitor and _remove_monitor
-    # (it learns of a subscriber's exit as any watcher does).
-
-    def _offer(self, item: Item, priority: int = 0) -> int:
-        """Queue ``item`` without waiting, as the overflow policy says: ``WAIT`` for a full
-        ``BLOCK`` mailbox (then :meth:`_offer_blocking`), ``REFUSED`` for a full ``FAIL``
-        one, ``DROPPED`` if ``DROP_NEWEST``/``DROP_OLDEST`` dropped it (the dead letter is
-        recorded), ``GONE`` once the actor has exited."""
-        if not self._alive:
-            return GONE
-        try:
-            return ACCEPTED if self._mailbox.put(item, priority) else DROPPED
-        except Full:
-            return self._offer_full()
-
-    def _offer_full(self) -> int:
-        """What a full mailbox does with an offer (``put`` raised ``Full``): ``WAIT`` under
-        ``BLOCK`` (then :meth:`_offer_blocking`), ``REFUSED`` under ``FAIL``."""
-        return WAIT if self._mailbox.overflow is Overflow.BLOCK else REFUSED
-
-    async def _offer_blocking(
-        self, item: Item, priority: int = 0, timeout: float | None = None
-    ) -> bool:
-        """Wait for room in a full ``BLOCK`` mailbox (after :meth:`_offer` said ``WAIT``)
-        and queue ``item``; ``False`` if the actor exited first. Raises ``Expired`` if
-        ``timeout`` passes first (the item is not queued then)."""
-        return await self._mailbox.put_blocking(item, self._backend, priority, timeout)
-
-    def _offer_system(self, item: Wrapped) -> int:
-        """Queue a runtime message (a dead letter) that is never waited for: a full
-        ``BLOCK`` mailbox takes it past its capacity, the other policies apply as usual
-        (``ACCEPTED``, ``DROPPED`` or ``REFUSED``; ``GONE`` once the actor has exited)."""
-        if not self._alive:
-            return GONE
-        mailbox = self._mailbox
-        try:
-            return ACCEPTED if mailbox.put(item) else DROPPED
-        except Full:
-            if mailbox.overflow is Overflow.BLOCK:
-                mailbox.put_control(item)
-                return ACCEPTED
-            return REFUSED
-
-    def _deliver_control(self, message: Any) -> None:
-        # Down notices and timer messages: never refused, never dropped.
-        if self._alive:
-            self._mailbox.put_control(Wrapped(CONTROL, message))
-
-    def _on_drop(self, item: Item, why: str) -> None:
-        kind, message, caller = unwrap(item)
-        self._node._emit("overflow", actor=self, reason=why, detail=message)
-        if kind is CALL:
-            mailbox = self._mailbox
-            caller.fail(MailboxFull(self, mailbox.capacity, mailbox.overflow))
-        self._node._dead_letter(self, message, why)
-
     # ------------------------------------------------------------------ inside the actor
-
-    def _request_stop(self, reason: Any) -> None:
-        if reason is None:
-            reason = "normal"  # None would read as "not exited" (exit_reason); see stop()
-        if self._alive and self._stop_reason is _RUNNING:
-            self._stop_reason = reason
-            self._stopped_inside = self._coro.cr_running
-            self._mailbox._look = True  # a run of casts ends after this callback
-            self._parker.wake()
 
     def _status(self) -> Any:
         """The state as ``format_status`` shows it, read now (for snapshots)."""
@@ -717,13 +307,15 @@ class ActorRef(Linking, Monitoring):
     # What otp's own behaviours and supervisors (otp/_gen_server.py, _statem.py,
     # _supervisor*.py, _snapshots.py) use of an actor besides the public API, so that no
     # module reads ActorRef's attributes. Not for users; names and semantics may change.
-    # The methods: _behaviour, _load, _continue, _shutdown_own, _remove_monitor,
-    # _monitor_count (below); _reply, _request_stop, _monitor, _demonitor, _link, _unlink,
-    # _send_after and _deliver_control (the callbacks' helpers, above); _add_monitor (a
+    # The methods: _behaviour, _load, _continue, _monitor_count (below), _shutdown_own,
+    # _remove_monitor; _reply, _request_stop, _monitor, _demonitor, _link, _unlink,
+    # _send_after and _deliver_control (the callbacks' helpers); _add_monitor (a
     # monitor without a watching actor: groups, remote peers); _shutdown, _join_killed (a
     # supervisor stopping a child), _parent_exited (a killed supervisor ending its
-    # children), _status (snapshots); and the receiver group above (_offer, _offer_full,
-    # _offer_blocking, _offer_system). tests/test_architecture.py holds the same list.
+    # children), _status (snapshots); and the receiver group (_offer, _offer_full,
+    # _offer_blocking, _offer_system). Those not in this class body come from its mixins
+    # (otp/_delivery.py, otp/_stopping.py, otp/_exit_signals.py, otp/_monitors.py).
+    # tests/test_architecture.py holds the same list.
 
     def _behaviour(self) -> GenServer:
         """The callback instance this actor runs (the GenServer subclass's instance; OTP's
@@ -743,11 +335,6 @@ class ActorRef(Linking, Monitoring):
         else:
             continues.append(arg)
         self._mailbox._look = True  # a run of casts ends after this callback
-
-    async def _shutdown_own(self) -> Any:
-        """:meth:`_shutdown` with the shutdown the actor was spawned with (the node
-        stopping its top-level actors); the exit reason."""
-        return await self._shutdown(self._shutdown_timeout)
 
     def _monitor_count(self) -> int:
         """How many monitors watch this actor now (``otp.testing.monitor_count``)."""
@@ -975,131 +562,6 @@ class ActorRef(Linking, Monitoring):
             error.__cause__ = reason
         return error
 
-    def _exit(self, reason: Any, started: Promise | None) -> None:
-        """Everything an exit implies, in OTP's order; synchronous, so never interrupted.
-
-        ``started`` is the start promise, ``None`` once init returned and it resolved."""
-        self._alive = False
-        self._exit_reason = reason
-        node = self._node
-        if self.name is not None:
-            node._unregister(self.name, self)
-        for timer in list(self._timers or ()):
-            timer.cancel()
-        # A start that failed is reported to the spawner by the exception alone.
-        failed_start = self._init_failed or (started is not None and not started.done())
-        if started is not None and not started.done():
-            started.fail(self._exited_error(reason))
-        # Callers waiting on this actor are woken at once; other messages are dead letters.
-        current = self._current
-        if current is not None:
-            self._current = _IN_HAND  # it never finished: messages_handled leaves it out
-            if type(current) is Wrapped and current.kind is CALL:
-                current.caller.fail(self._exited_error(reason))
-        for item in self._mailbox.close():
-            if type(item) is Wrapped:
-                if item.kind is CALL or item.kind is SYSTEM:
-                    item.caller.fail(self._exited_error(reason))
-                else:
-                    node._dead_letter(self, item.message, "actor_exited")
-            else:
-                node._dead_letter(self, item, "actor_exited")
-        for caller in self._pending or ():
-            caller.fail(self._exited_error(reason))
-        self._pending = None
-        self._signal_links(reason, failed_start)
-        node._actor_exited(self)  # out of the node's indexes (live actors, top-level ones)
-        self._notify_monitors(reason)
-        waiters, self._exit_waiters = self._exit_waiters, None
-        for waiter in waiters or ():
-            waiter.resolve(reason)
-        if node._listeners:
-            node._emit("exited", actor=self, reason=reason)
-        if (
-            isinstance(reason, Exception)
-            and not self._init_failed
-            and not isinstance(reason, SupervisorGaveUp)
-            and reason is not self._kill_reason  # an exit signal, not its own crash
-        ):
-            status = status_of(self._server)
-            logger.error(
-                "crash report: actor %r (%s, %s) crashed while handling %r; state: %s",
-                self,
-                type(self._server).__qualname__,
-                f"under supervisor {self._parent!r}" if self._parent else "unsupervised",
-                describe_item(current),
-                brief(status),
-                exc_info=reason,
-                extra={
-                    "otp_event": "crash",
-                    "otp_actor": self,
-                    "otp_reason": reason,
-                    "otp_state": status,
-                },
-            )
-
-    async def _shutdown(self, shutdown: Shutdown, reason: Any = "shutdown") -> Any:
-        """Stop the actor as a supervisor does: ``terminate`` gets ``shutdown`` seconds, then
-        the actor is killed; :data:`BRUTAL_KILL` kills at once; ``None`` waits forever."""
-        if not self._alive:
-            return self._exit_reason
-        waiter = self._exit_waiter()
-        if shutdown is BRUTAL_KILL:
-            self.kill()
-            return await self._wait_killed(waiter)
-        self._request_stop(reason)
-        try:
-            return await waiter.wait(shutdown)  # type: ignore[arg-type]
-        except Expired:
-            self._node._emit("shutdown_timeout", actor=self, detail=shutdown)
-            logger.warning(
-                "actor %r did not stop within %ss of being asked; killing it",
-                self,
-                shutdown,
-                extra={"otp_event": "shutdown_timeout", "otp_actor": self},
-            )
-        waiter = self._exit_waiter()
-        self.kill()
-        return await self._wait_killed(waiter)
-
-    async def _join_killed(self) -> Any:
-        """Wait for this actor, just killed, to exit (see :meth:`_wait_killed`)."""
-        if not self._alive:
-            return self._exit_reason
-        return await self._wait_killed(self._exit_waiter())
-
-    def _exit_waiter(self) -> Promise:
-        """A promise resolved with the exit reason when this live actor exits."""
-        waiter = self._backend.promise()
-        waiters = self._exit_waiters
-        if waiters is None:
-            waiters = self._exit_waiters = []
-        waiters.append(waiter)
-        return waiter
-
-    async def _wait_killed(self, waiter: Promise) -> Any:
-        """Wait for a killed actor's exit at most the node's ``kill_timeout`` seconds.
-
-        A killed actor exits at its next ``await``; one that swallows the cancellation
-        (an ``except BaseException`` that carries on, a long shielded scope) is reported
-        with a WARNING and an ``"actor_stuck"`` event, and the caller goes on without it.
-        """
-        timeout = self._node.kill_timeout
-        try:
-            return await waiter.wait(timeout)
-        except Expired:
-            self._node._emit("actor_stuck", actor=self, detail=timeout)
-            logger.warning(
-                "actor %r did not exit within %gs of being killed: it swallows "
-                "cancellation (an except clause that catches it and carries on, or a "
-                "shielded scope); going on without it, though its task keeps the node "
-                "(and its supervisor) from finishing until it ends",
-                self,
-                timeout,
-                extra={"otp_event": "actor_stuck", "otp_actor": self},
-            )
-            return self._kill_reason
-
 
 def _calling_actor() -> ActorRef | None:
     """The actor whose callback is running (the sender of ``ref.exit``), else ``None``.
@@ -1116,16 +578,6 @@ def _calling_actor() -> ActorRef | None:
             return actor if isinstance(actor, ActorRef) else None
         frame = frame.f_back  # type: ignore[assignment]
     return None
-
-
-def _same_reason(a: Any, b: Any) -> bool:
-    # Exit reasons are arbitrary values: compare without trusting their __eq__.
-    if a is b:
-        return True
-    try:
-        return type(a) is type(b) and bool(a == b)
-    except Exception:
-        return False
 
 
 #: Whether anyio runs each task of a task group inside a cancel scope of its own that the
