@@ -104,12 +104,12 @@ async def test_the_listener_falls_back_to_coredis_own_path(
     prefix: str,  # noqa: F811
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from otp.redis import _session
+    from otp.redis import _listener
 
     async def plain(self: Any) -> None:
-        await super(_session._PubSub, self)._consume_push_messages()
+        await super(_listener._PubSub, self)._consume_push_messages()
 
-    monkeypatch.setattr(_session._PubSub, "_consume_push_messages", plain)
+    monkeypatch.setattr(_listener._PubSub, "_consume_push_messages", plain)
     make = redis_nodes(redis_url, prefix)
     async with make("a", "b") as (a, b):
         await b.spawn(Counter, 0, name="counter")
