@@ -10,52 +10,33 @@ middleware and dead letters are the in-memory broker's own code.
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import itertools
 import logging
 import os
 import ssl as _ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import attrs
-import coredis  # type: ignore[import-not-found, unused-ignore]
 
 from .._actor import ActorRef
 from .._broker import BrokerStatistics, DeadLetter, Envelope
-from .._codec import Codec, JsonCodec, Undecodable
-from .._exceptions import CodecError
+from .._codec import Codec, JsonCodec
 from .._mailbox import Mailbox
 from .._remote import RemoteRef
 from .._topics import _check_topic
+from ._clients import _client_factory
 from ._cluster import ClusterPrimitives
+from ._describe import describe, redact
 from ._frames import (
     Bye,
-    Call,
-    Cast,
-    Credit,
-    Demonitor,
-    DownNotice,
-    ExitSignal,
-    Frame,
     Hello,
-    Monitor,
     Pub,
-    Reply,
-    Stop,
-    Sync,
-    Where,
-    Whereis,
-    decode,
     encode,
-    malformed,
-    pub_tree,
-    ref_tree,
 )
 from ._inbound import Inbound
 from ._membership import Membership, NodeDown, NodeMonitor, deliver_to
@@ -63,8 +44,9 @@ from ._naming import INBOX, Names, check_node_name
 from ._remote import RemoteActors
 from ._scripts import run
 from ._serve import Server
-from ._session import Session, describe, redact
+from ._session import Session
 from ._streams import Streams, StreamSubscription
+from ._wire import Wire
 
 if TYPE_CHECKING:
     from .._node import Node
@@ -73,10 +55,6 @@ __all__ = ["RedisBroker", "RedisStatistics"]
 
 logger = logging.getLogger("otp.redis")
 
-_UTC = datetime.UTC
-
-#: Frames of these kinds act for this node's identity: served only while its lease runs.
-_SERVED: Final = (Call, Cast, Stop, ExitSignal, Monitor, Whereis, Sync)
 
 #: Leave: delete the node's key if it still holds this incarnation (a takeover's is not
 #: ours to delete), forget the name, say goodbye. KEYS: the node's key, the nodes set,
@@ -118,7 +96,7 @@ class RedisStatistics(BrokerStatistics):
     awaiting: int = 0
 
 
-class RedisBroker(ClusterPrimitives):
+class RedisBroker(Wire, ClusterPrimitives):
     """A :class:`otp.Broker` on Redis: ``otp.Node(name="a", broker=RedisBroker(url))``.
 
     It keeps the in-memory broker's local machinery (subscriptions, actor delivery,
@@ -415,200 +393,7 @@ class RedisBroker(ClusterPrimitives):
         except Exception as exc:
             logger.debug("leaving Redis cleanly failed: %s", describe(exc))
 
-    def _connection_lost(self, error: BaseException | None) -> None:
-        logger.warning(
-            "node %r lost its Redis connection (%s); reconnecting with backoff. Until then "
-            "pub/sub messages for this node are lost, calls fail with 'noconnection' and "
-            "remote monitors fire with 'noconnection'",
-            self.node_name,
-            describe(error),
-            extra={"otp_event": "broker_disconnected", "otp_reason": error},
-        )
-        self._emit("broker_disconnected", reason=error)
-        self.remote_actors.connection_lost()
-
-    def _peer_down(self, node: str) -> None:
-        self.remote_actors.peer_down(node)
-        self.server.peer_down(node)
-
-    def _reconnected(self) -> None:
-        # Announce once the claim is renewed (Redis may have restarted and lost the key):
-        # peers believe a hello only if the key holds this incarnation (_membership).
-        self._announce_due = True
-        self.session.hurry_renewal()
-        self.server.grant()
-
-    def _lease_ok(self) -> None:
-        if self._announce_due:
-            self._announce_due = False
-            self._announce()
-        self.server.lease_ok()
-        if self._held_pubs:
-            self._topic_lane.extend(self._held_pubs)
-            self._held_pubs.clear()
-            self._topic_wake.set()
-
-    def _fenced(self) -> None:
-        self.server.fenced()
-        while self._held_pubs:
-            pub = self._held_pubs.popleft()
-            self._dead_letter(DeadLetter(pub.message, None, "fenced", topic=pub.topic))
-
-    # ------------------------------------------------------------------ wire errors
-
-    def _wire_error(self, error: CodecError, data: bytes, topic: str | None) -> None:
-        self.wire_errors += 1
-        letter = DeadLetter(Undecodable.of(error, data), None, error.reason, topic=topic)
-        logger.warning(
-            "node %r dropped a message from Redis%s: %s",
-            self.node_name,
-            f" on topic {topic[:200]!r}" if topic else "",
-            error,
-            extra={"otp_event": "wire_error", "otp_reason": error.reason, "otp_topic": topic},
-        )
-        self._dead_letter(letter)
-        self._emit("dead_letter", reason=error.reason, detail=letter.message)
-
-    def _dumps(self, tree: dict[str, Any]) -> bytes:
-        data = self.codec.dumps(tree)
-        if len(data) > self.codec.max_size:
-            raise CodecError(
-                "oversized",
-                f"message of {len(data)} bytes exceeds the codec's max_size={self.codec.max_size}",
-            )
-        return data
-
-    # ------------------------------------------------------------------ control frames in
-
-    def _on_control(self, data: bytes) -> None:
-        """A frame on this node's control channel or the cluster channel."""
-        try:
-            frame = decode(self.codec.loads(data))
-            if frame.node == self.node_name and frame.incarnation == self.incarnation:
-                return  # our own announcement
-            self._on_frame(frame, data)
-        except CodecError as error:
-            self._wire_error(error, data, None)
-        except Exception as exc:  # a frame the checks let through and the code did not expect
-            logger.warning("a frame could not be handled", exc_info=True)
-            self._wire_error(CodecError("malformed", describe(exc)), data, None)
-
-    def _on_frame(self, frame: Frame, data: bytes = b"") -> None:
-        membership = self.membership
-        if frame.node not in membership.up or isinstance(frame, Hello):
-            # A claim, believed once Redis confirms it (see _membership).
-            membership.heard(frame.node, frame.incarnation, data, hello=isinstance(frame, Hello))
-        if isinstance(frame, _SERVED):
-            self.server.serve(frame)
-        elif isinstance(frame, Reply):
-            self.remote_actors.on_reply(frame)
-        elif isinstance(frame, Credit):
-            self.remote_actors.on_credit(frame)
-        elif isinstance(frame, DownNotice):
-            self.remote_actors.on_down(frame)
-        elif isinstance(frame, Demonitor):
-            self.server.on_demonitor(frame.node, frame.mid)
-        elif isinstance(frame, Where):
-            self.remote_actors.on_where(frame)
-        elif isinstance(frame, Bye):
-            membership.heard_bye(frame.node, frame.incarnation, data)
-        elif isinstance(frame, Hello):
-            pass  # checked above
-        else:
-            raise malformed(f"a {frame.kind} frame on a control channel")
-
-    # ------------------------------------------------------------------ topics in
-
-    def _on_topic(self, topic: str | None, data: bytes) -> None:
-        self._topic_lane.append((topic, data))
-        self._topic_wake.set()
-
-    async def _topic_lane_loop(self) -> None:
-        lane = self._topic_lane
-        while True:
-            while lane:
-                item = lane.popleft()
-                if isinstance(item, Pub):
-                    pub: Pub | None = item
-                    data = b""
-                else:
-                    topic, data = item
-                    try:
-                        pub = self._decode_pub(topic, data)
-                    except CodecError as error:
-                        self._wire_error(error, data, topic or "$otp.inbox")
-                        continue
-                    except Exception as exc:
-                        logger.warning("a publish could not be handled", exc_info=True)
-                        failure = CodecError("malformed", describe(exc))
-                        self._wire_error(failure, data, topic or "$otp.inbox")
-                        continue
-                assert pub is not None
-                session = self.session
-                if session.fenced:
-                    self._dead_letter(DeadLetter(pub.message, None, "fenced", topic=pub.topic))
-                    continue
-                if not session.serving:
-                    self._held_pubs.append(pub)
-                    session.hurry_renewal()
-                    continue
-                try:
-                    envelope = self._envelope_of(pub)
-                except CodecError as error:
-                    self._wire_error(error, data, pub.topic)
-                    continue
-                targets = self._lookup(envelope.topic)
-                if targets:
-                    # Never waits: a full BLOCK receiver gets a queue of its own.
-                    self.inbound.deliver(envelope, targets)
-            self._topic_wake = anyio.Event()
-            if not lane:
-                await self._topic_wake.wait()
-
-    def _decode_pub(self, topic: str | None, data: bytes) -> Pub:
-        """A publish frame; ``topic`` is its channel's (``None``: this node's inboxes)."""
-        frame = decode(self.codec.loads(data))
-        if not isinstance(frame, Pub):
-            raise malformed(f"a {frame.kind} frame on a topic channel")
-        if topic is None:
-            if not frame.topic.startswith(f"{INBOX}{self.node_name}."):
-                raise malformed(f"topic {frame.topic[:200]!r} on this node's inbox channel")
-        elif frame.topic != topic:
-            raise malformed(f"frame topic {frame.topic[:200]!r} differs from its channel")
-        return frame
-
-    def _envelope_of(self, pub: Pub) -> Envelope:
-        refs = self.remote_actors
-        sender = refs._ref_from_wire(ref_tree(pub.sender)) if pub.sender is not None else None
-        return Envelope(
-            id=pub.id,
-            topic=pub.topic,
-            message=self.codec.from_wire(pub.message, refs=refs),
-            timestamp=datetime.datetime.fromtimestamp(pub.timestamp, _UTC),
-            sender=sender,
-            reply_to=pub.reply_to,
-            headers=pub.headers,
-            priority=pub.priority,
-        )
-
     # ------------------------------------------------------------------ topics out
-
-    def _frame_of(self, envelope: Envelope) -> bytes:
-        refs = self.remote_actors
-        me = self._me
-        tree = pub_tree(
-            me["node"],
-            me["incarnation"],
-            envelope.id,
-            envelope.topic,
-            self.codec.to_wire(envelope.message, refs=refs),
-            envelope.timestamp.timestamp(),
-            refs._ref_to_wire(envelope.sender) if envelope.sender is not None else None,
-            envelope.reply_to,
-            envelope.headers,
-            envelope.priority,
-        )
-        return self._dumps(tree)
 
     def _new_inbox(self) -> str:
         return f"{INBOX}{self.node_name or self._prefix}.{next(self._counter)}"
@@ -767,159 +552,6 @@ class RedisBroker(ClusterPrimitives):
         answered within ``timeout`` seconds. With several holders, the first answer wins:
         pass ``node`` to choose."""
         return await self.remote_actors.whereis(name, node, timeout)
-
-
-def _client_factory(
-    url: str,
-    *,
-    username: str | None,
-    password: str | None,
-    ssl: bool,
-    ssl_context: _ssl.SSLContext | None,
-    ssl_ca_certs: str | None,
-    ssl_certfile: str | None,
-    ssl_keyfile: str | None,
-    ssl_check_hostname: bool,
-    sentinels: Iterable[tuple[str, int]] | None,
-    service: str | None,
-    connect_timeout: float,
-    client_options: Mapping[str, Any],
-) -> Callable[[str], AbstractAsyncContextManager[coredis.Redis[bytes]]]:
-    """How to make this broker's coredis client (a context that yields it); checks the TLS
-    and Sentinel options now, so a wrong combination fails at construction with a clear
-    error."""
-    kwargs: dict[str, Any] = {
-        "connect_timeout": connect_timeout,
-        "decode_responses": False,
-        **client_options,
-    }
-    if username is not None:
-        kwargs["username"] = username
-    if password is not None:
-        kwargs["password"] = password
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    wants_tls = ssl or scheme == "rediss" or ssl_ca_certs or ssl_certfile or ssl_context
-    if ssl_keyfile and not ssl_certfile:
-        raise ValueError("ssl_keyfile needs ssl_certfile (the client certificate)")
-    context = ssl_context
-    if context is not None and (ssl_ca_certs or ssl_certfile):
-        raise ValueError(
-            "give either ssl_context or ssl_ca_certs/ssl_certfile/ssl_keyfile, not both: "
-            "load the files into your context"
-        )
-    if context is None and wants_tls:
-        context = _ssl.create_default_context(cafile=ssl_ca_certs)
-        if ssl_certfile is not None:
-            context.load_cert_chain(ssl_certfile, ssl_keyfile)
-        if not ssl_check_hostname:
-            context.check_hostname = False
-    elif context is not None and not ssl_check_hostname:
-        context.check_hostname = False
-    if context is None and not ssl_check_hostname:
-        raise ValueError(
-            "ssl_check_hostname=False only makes sense with TLS: use a rediss:// URL or ssl=True"
-        )
-    if context is not None:
-        kwargs["ssl_context"] = context
-        if scheme == "redis":
-            url = "rediss://" + url.split("://", 1)[1]
-    if scheme in ("redis+sentinel", "sentinel") or sentinels is not None:
-        return _sentinel_factory(url, scheme, sentinels, service, kwargs)
-
-    def make(client_name: str) -> coredis.Redis[bytes]:
-        return coredis.Redis.from_url(url, client_name=client_name, **kwargs)
-
-    return make
-
-
-def _sentinel_factory(
-    url: str,
-    scheme: str,
-    sentinels: Iterable[tuple[str, int]] | None,
-    service: str | None,
-    kwargs: dict[str, Any],
-) -> Callable[[str], AbstractAsyncContextManager[coredis.Redis[bytes]]]:
-    import urllib.parse
-
-    addresses = list(sentinels or ())
-    if scheme in ("redis+sentinel", "sentinel"):
-        parts = urllib.parse.urlsplit(url)
-        for host_port in parts.netloc.rsplit("@", 1)[-1].split(","):
-            host, _, port = host_port.partition(":")
-            addresses.append((host or "127.0.0.1", int(port or 26379)))
-        path = parts.path.strip("/").split("/")
-        service = service or (path[0] if path and path[0] else None)
-        if parts.username and "username" not in kwargs:
-            kwargs["username"] = urllib.parse.unquote(parts.username)
-        if parts.password and "password" not in kwargs:
-            kwargs["password"] = urllib.parse.unquote(parts.password)
-        if len(path) > 1 and path[1].isdigit():
-            kwargs["db"] = int(path[1])
-    if not addresses or not service:
-        raise ValueError(
-            "Redis Sentinel needs the sentinels' addresses and the service name: "
-            "RedisBroker('redis+sentinel://host1:26379,host2:26379/mymaster') or "
-            "RedisBroker(sentinels=[('host1', 26379)], service='mymaster')"
-        )
-    timeout = kwargs.pop("connect_timeout", None)
-    kwargs.pop("decode_responses", None)
-    sentinel_kwargs = {k: v for k, v in kwargs.items() if k in ("username", "password")}
-
-    # coredis >= 6.x wants TCPLocation (a (host, port) tuple is deprecated: a warning on
-    # every connection); older releases take the tuples.
-    location = getattr(getattr(coredis, "connection", None), "TCPLocation", None)
-    places: list[Any] = [
-        location(host, port) if location is not None else (host, port) for host, port in addresses
-    ]
-
-    @contextlib.asynccontextmanager
-    async def make(client_name: str) -> AsyncIterator[coredis.Redis[bytes]]:
-        sentinel = coredis.Sentinel(
-            places,
-            sentinel_kwargs=sentinel_kwargs or None,
-            decode_responses=False,
-            connect_timeout=timeout,
-            **{k: v for k, v in kwargs.items() if k not in sentinel_kwargs},
-        )
-        client: coredis.Redis[bytes] = sentinel.primary_for(service, client_name=client_name)
-        # The sentinels' own clients must be open while the primary's pool asks them where
-        # the primary is (on every new connection: after a failover, the new primary).
-        async with sentinel, client, anyio.create_task_group() as task_group:
-            task_group.start_soon(_follow_failovers, sentinel, service, client)
-            try:
-                yield client
-            finally:
-                task_group.cancel_scope.cancel()
-
-    return make
-
-
-async def _follow_failovers(sentinel: Any, service: str, client: Any) -> None:
-    """Drop ``client``'s connections when a sentinel announces that ``service`` has a new
-    primary (``+switch-master``): they reconnect to it at once. Without it, a forced
-    failover (``SENTINEL FAILOVER``, the old primary still up) moves the nodes only when
-    the sentinel demotes the old primary, about 10 s later. Never raises: a sentinel that
-    cannot be reached is tried again (the connections still move on demotion)."""
-    wanted = service.encode()
-    while True:
-        for watcher in list(sentinel.sentinels):
-            try:
-                async with watcher.pubsub(channels=["+switch-master"], retry_policy=None) as feed:
-                    async for message in feed:
-                        data = message.get("data")
-                        if message.get("type") != "message" or not isinstance(data, bytes):
-                            continue
-                        if data.split(b" ", 1)[0] == wanted:
-                            logger.warning(
-                                "Redis Sentinel switched the primary of %r (%s); reconnecting",
-                                service,
-                                data.decode(errors="replace"),
-                                extra={"otp_event": "sentinel_switch"},
-                            )
-                            client.connection_pool.disconnect()
-            except Exception as exc:
-                logger.debug("following Redis Sentinel failed: %s", describe(exc))
-        await anyio.sleep(1.0)
 
 
 def _resolve(promise: Any, value: Any) -> None:

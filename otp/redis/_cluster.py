@@ -33,11 +33,11 @@ import attrs
 
 from .._broker import BROADCAST, DeadLetter, Envelope, InMemoryBroker, message
 from .._exceptions import CodecError, OTPError, RedisUnavailable
+from ._describe import describe
 from ._globals import GlobalNames
 from ._groups import GroupTable
 from ._naming import INBOX
 from ._scripts import run
-from ._session import describe
 
 if TYPE_CHECKING:
     import coredis  # type: ignore[import-not-found, unused-ignore]

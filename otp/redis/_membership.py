@@ -33,7 +33,7 @@ import attrs
 from .._actor import ActorRef
 from .._exceptions import CodecError
 from .._remote import RemoteRef
-from ._session import describe
+from ._describe import describe
 
 if TYPE_CHECKING:
     from ._broker import RedisBroker

@@ -22,7 +22,7 @@ from .._mailbox import WAIT as _WAIT
 from .._mailbox import Mailbox
 from .._subscriptions import Subscription
 from .._topics import _check_pattern, _Pattern
-from ._session import describe
+from ._describe import describe
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
