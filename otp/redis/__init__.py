@@ -12,11 +12,13 @@ it runs on asyncio and trio alike. See ``docs/distributed.md`` for the protocol,
 guarantees and security.
 
 The package has one concept a module: ``_naming`` (keys and channels), ``_frames`` (the
-wire frames), ``_session`` (connect, claim, listen, reconnect), ``_membership`` (peers and
-failure detection), ``_remote`` (remote call, send_request, cast, exit, monitor),
+wire frames), ``_session`` (connect, claim, the lease; its mixins ``_sender``, the outbox,
+and ``_listener``, listen, reconnect), ``_clients`` (the coredis clients), ``_membership``
+(peers and failure detection), ``_remote`` (remote call, send_request, cast, exit, monitor),
 ``_serve`` (serving local actors to other nodes), ``_inbound`` (handing inbound
-publishes to local subscribers), ``_streams`` (durable topics) and ``_broker`` (the
-:class:`RedisBroker` that composes them).
+publishes to local subscribers), ``_streams`` (durable topics), ``_cluster`` (cluster
+primitives) and ``_broker`` (the :class:`RedisBroker` that composes them; its mixin
+``_wire``, frames in and out).
 """
 
 from __future__ import annotations
