@@ -46,7 +46,7 @@ import anyio
 import attrs
 
 from ._actor import ActorRef, Down
-from ._broker import InMemoryBroker
+from ._broker import Broker, InMemoryBroker
 from ._gen_server import GenServer
 from ._mailbox import Mailbox
 from ._node import Node
@@ -392,14 +392,22 @@ class BrokerIndex:
     routes: int
 
 
-def broker_index(broker: InMemoryBroker) -> BrokerIndex:
+def broker_index(broker: Broker) -> BrokerIndex:
     """The sizes of ``broker``'s subscription indexes now, for leak tests.
 
     Works on :class:`otp.InMemoryBroker` and brokers built on it (``RedisBroker``: its
     local side). The public view of the same state is ``broker.statistics().subscribers``
     (subscribers per pattern); this adds what it cannot show: the per-actor index and the
     route cache. There is no OTP counterpart (``pg`` keeps no such caches).
+
+    Raises :class:`TypeError` for a broker not built on :class:`otp.InMemoryBroker`
+    (it has no such indexes to show).
     """
+    if not isinstance(broker, InMemoryBroker):
+        raise TypeError(
+            f"broker_index() needs an otp.InMemoryBroker or a broker built on it "
+            f"(otp.redis.RedisBroker), not {type(broker).__name__}"
+        )
     patterns, wildcards, actors, routes = broker._index_sizes()
     return BrokerIndex(patterns=patterns, wildcards=wildcards, actors=actors, routes=routes)
 

@@ -284,3 +284,11 @@ async def test_monitor_count_follows_monitors_from_anywhere() -> None:
         assert monitor_count(target) == before
         await target.stop()
         assert monitor_count(target) == 0
+
+
+def test_broker_index_refuses_a_broker_without_the_in_memory_indexes() -> None:
+    class Elsewhere:  # satisfies nothing of InMemoryBroker: a third-party broker
+        pass
+
+    with pytest.raises(TypeError, match=r"needs an otp\.InMemoryBroker"):
+        broker_index(Elsewhere())  # type: ignore[arg-type]
