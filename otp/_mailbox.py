@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import enum
 from collections import deque
-from typing import TYPE_CHECKING, Any, Final, Protocol, final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Protocol, final
 
 import attrs
 
@@ -209,6 +209,11 @@ class MailboxQueue:
     while ``_look`` stays clear); they must stay in step with ``put`` and ``get`` here.
     """
 
+    #: The reason given to the owner's ``_on_drop`` when ``DROP_OLDEST`` drops the *new*
+    #: message (it is below every queued priority). A subscription's queue says
+    #: ``"dropped_lowest_priority"`` (``otp._subscriptions``); read only on that path.
+    new_lowest_reason: ClassVar[str] = "dropped_oldest"
+
     __slots__ = (
         "_blocked",
         "_capacity",
@@ -335,7 +340,7 @@ class MailboxQueue:
             lowest = self._lowest_user_priority()
             if lowest is None or priority < lowest:
                 self.dropped += 1
-                self._owner._on_drop(item, "dropped_oldest")
+                self._owner._on_drop(item, self.new_lowest_reason)
                 return False
             old = self._evict(lowest)
             self._removed += 1
@@ -358,6 +363,13 @@ class MailboxQueue:
         if self._capacity is not None:
             self._control += 1
         self._append(item)
+
+    def put_past_capacity(self, item: Item, priority: int = 0) -> None:
+        """Queue a user message past the capacity, never refused nor dropped (a dead letter
+        to a full ``BLOCK`` subscription). Unlike :meth:`put_control` it is not counted in
+        ``_control``: it holds room until taken, as any user message, and ``DROP_OLDEST``
+        may evict it."""
+        self._append(item, priority)
 
     def _lowest_user_priority(self) -> int | None:
         # The lowest priority that holds a user message, or None when there is none.
@@ -435,6 +447,14 @@ class MailboxQueue:
             if promise.resolve(True):
                 self._append(item, priority)
             # else: the sender was cancelled while waiting; its message was never sent.
+
+    def refuse_blocked(self) -> list[Item]:
+        """Release every blocked sender with ``False`` (their ``put_blocking`` returns it);
+        return the messages of those still waiting (not cancelled), oldest first. The queue
+        itself stays as it is: a closed subscription is read until empty."""
+        blocked = self._blocked
+        self._blocked = _NONE
+        return [item for item, _, promise in blocked if promise.resolve(False)]
 
     def close(self) -> list[Item]:
         """Refuse everything from now on; return what was queued, in delivery order."""

@@ -6,18 +6,26 @@ offer with otp._mailbox's offer codes.
 
 from __future__ import annotations
 
-import bisect
-from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, final
 
 import anyio
 
 from ._backends import backend as _current_backend
-from ._mailbox import ACCEPTED, DROPPED, WAIT, Mailbox, MailboxStatistics, Overflow
+from ._mailbox import (
+    ACCEPTED,
+    DROPPED,
+    WAIT,
+    Full,
+    Item,
+    Mailbox,
+    MailboxQueue,
+    MailboxStatistics,
+    Overflow,
+)
 
 if TYPE_CHECKING:
-    from ._backends import Backend, Parker, Promise
+    from ._backends import Promise
     from ._envelopes import Envelope
 
 __all__ = ["Subscription"]
@@ -55,133 +63,17 @@ class _Receiver:
         raise NotImplementedError
 
 
-class _Buffer:
-    """A subscription's buffer: ordered by priority (higher first), FIFO within one
-    priority, bounded and overflowing as its :class:`Mailbox` says."""
+@final
+class _SubscriptionQueue(MailboxQueue):
+    """A subscription's buffer: an actor's :class:`MailboxQueue` of envelopes (ordered by
+    priority, higher first, FIFO within one; bounded and overflowing as its
+    :class:`Mailbox` says). Only the drop reason of a new envelope below every queued
+    priority under ``DROP_OLDEST`` differs; the rest of a subscription's policy
+    (``FAIL`` drops, dead letters past the capacity, a close that keeps the buffer) is
+    :class:`Subscription`'s."""
 
-    __slots__ = (
-        "_blocked",
-        "_capacity",
-        "_levels",
-        "_order",
-        "_overflow",
-        "_parker",
-        "_size",
-        "dropped",
-        "enqueued",
-        "high_water",
-    )
-
-    def __init__(self, spec: Mailbox, parker: Parker) -> None:
-        self._capacity = spec.capacity
-        self._overflow = spec.overflow
-        self._parker = parker
-        # priority -> its queue, and the negated priorities that have one, ascending
-        # (so the most urgent comes first).
-        self._levels: dict[int, deque[Envelope]] = {}
-        self._order: list[int] = []
-        self._size = 0
-        self._blocked: deque[tuple[Envelope, Promise]] = deque()
-        self.enqueued = 0
-        self.dropped = 0
-        self.high_water = 0
-
-    def __len__(self) -> int:
-        return self._size
-
-    def _append(self, envelope: Envelope) -> None:
-        priority = envelope.priority
-        queue = self._levels.get(priority)
-        if queue is None:
-            queue = self._levels[priority] = deque()
-            bisect.insort(self._order, -priority)
-        queue.append(envelope)
-        self._size += 1
-        self.enqueued += 1
-        if self._size > self.high_water:
-            self.high_water = self._size
-        self._parker.wake()
-
-    def _pop(self, index: int) -> Envelope:
-        priority = -self._order[index]
-        queue = self._levels[priority]
-        envelope = queue.popleft()
-        self._size -= 1
-        if not queue:
-            del self._levels[priority]
-            del self._order[index]
-        return envelope
-
-    def put(self, envelope: Envelope) -> tuple[int, Envelope | None, str]:
-        """Queue without waiting: ``(status, dropped envelope or None, reason)``."""
-        cap = self._capacity
-        if cap is None or (self._size < cap and not self._blocked):
-            self._append(envelope)
-            return ACCEPTED, None, ""
-        overflow = self._overflow
-        if overflow is Overflow.BLOCK:
-            return WAIT, None, ""
-        self.dropped += 1
-        if overflow is Overflow.DROP_OLDEST:
-            # The oldest message of the lowest priority goes, counting the new one.
-            if envelope.priority < -self._order[-1]:
-                return DROPPED, envelope, "dropped_lowest_priority"
-            old = self._pop(len(self._order) - 1)
-            self._append(envelope)
-            return ACCEPTED, old, "dropped_oldest"
-        if overflow is Overflow.DROP_NEWEST:
-            return DROPPED, envelope, "dropped_newest"
-        return DROPPED, envelope, "mailbox_full"
-
-    def put_past_capacity(self, envelope: Envelope) -> None:
-        self._append(envelope)
-
-    async def put_blocking(self, envelope: Envelope, backend: Backend) -> bool:
-        """Wait for room (``Overflow.BLOCK``); ``False`` if the buffer closed first."""
-        promise = backend.promise()
-        self._blocked.append((envelope, promise))
-        return bool(await promise.wait(None))
-
-    def get(self) -> Envelope:
-        envelope = self._pop(0)
-        if self._blocked:
-            self._admit()
-        return envelope
-
-    def _admit(self) -> None:
-        blocked = self._blocked
-        cap = self._capacity
-        assert cap is not None
-        while blocked and self._size < cap:
-            envelope, promise = blocked.popleft()
-            if promise.resolve(True):
-                self._append(envelope)
-
-    def close(self) -> list[Envelope]:
-        """Release blocked publishers; return the envelopes they could not deliver."""
-        refused = []
-        while self._blocked:
-            envelope, promise = self._blocked.popleft()
-            if promise.resolve(False):
-                refused.append(envelope)
-        return refused
-
-    def drain(self) -> list[Envelope]:
-        left = []
-        while self._size:
-            left.append(self._pop(0))
-        return left
-
-    def statistics(self) -> MailboxStatistics:
-        return MailboxStatistics(
-            depth=self._size,
-            high_water=self.high_water,
-            enqueued=self.enqueued,
-            dropped=self.dropped,
-            blocked_senders=sum(1 for _, p in self._blocked if not p.done()),
-            capacity=self._capacity,
-            overflow=self._overflow,
-        )
+    __slots__ = ()
+    new_lowest_reason: ClassVar[str] = "dropped_lowest_priority"
 
 
 class Subscription(_Receiver):
@@ -204,7 +96,7 @@ class Subscription(_Receiver):
         "_budget",
         "_buffer",
         "_closed",
-        "_on_drop",
+        "_drop_hook",
         "_parker",
         "_receiving",
         "pattern",
@@ -225,8 +117,8 @@ class Subscription(_Receiver):
         self.pattern = pattern
         self._backend = backend = _current_backend()
         self._parker = parker = backend.parker()
-        self._buffer = _Buffer(mailbox, parker)
-        self._on_drop = on_drop or _ignore_drop
+        self._buffer = _SubscriptionQueue(mailbox, parker, self)
+        self._drop_hook = on_drop or _ignore_drop
         self._closed = False
         self._receiving = False
         self._budget = _BUDGET
@@ -260,31 +152,31 @@ class Subscription(_Receiver):
         ``anyio.BusyResourceError`` if another task is already waiting on it.
         """
         buffer = self._buffer
-        if buffer._size:
+        if buffer:
             self._budget -= 1
             if not self._budget:
                 self._budget = _BUDGET
                 await self._backend.checkpoint()
-                if buffer._size:
-                    return buffer.get()
+                if buffer:
+                    return buffer.get()  # type: ignore[no-any-return]
             else:
-                return buffer.get()
+                return buffer.get()  # type: ignore[no-any-return]
         if self._receiving:
             raise anyio.BusyResourceError("receiving from")
         self._receiving = True
         try:
-            while not buffer._size:
+            while not buffer:
                 if self._closed:
                     raise anyio.EndOfStream
                 await self._parker.park(None)
         finally:
             self._receiving = False
-        return buffer.get()
+        return buffer.get()  # type: ignore[no-any-return]
 
     def receive_nowait(self) -> Envelope | None:
         """The next envelope if one is waiting, else ``None``."""
-        if self._buffer._size:
-            return self._buffer.get()
+        if self._buffer:
+            return self._buffer.get()  # type: ignore[no-any-return]
         return None
 
     def statistics(self) -> MailboxStatistics:
@@ -298,36 +190,51 @@ class Subscription(_Receiver):
 
     def _offer(self, envelope: Envelope) -> int:
         if self._closed:
-            self._on_drop(self, envelope, "subscription_closed")
+            self._drop_hook(self, envelope, "subscription_closed")
             return DROPPED
-        status, dropped, reason = self._buffer.put(envelope)
-        if dropped is not None:
-            self._on_drop(self, dropped, reason)
-        return status
+        buffer = self._buffer
+        try:
+            # A dropped envelope (the new one or an evicted one) has reached _on_drop.
+            return ACCEPTED if buffer.put(envelope, envelope.priority) else DROPPED
+        except Full:
+            if buffer.overflow is Overflow.BLOCK:
+                return WAIT
+            # FAIL: a publisher is never refused; the envelope is dropped (MailboxQueue
+            # has counted it in ``dropped``).
+            self._drop_hook(self, envelope, "mailbox_full")
+            return DROPPED
 
     async def _offer_blocking(self, envelope: Envelope) -> bool:
         # Called after _offer said WAIT; the refusal of a closing buffer is reported by
         # _close, so a False here needs no dead letter from the caller.
-        return await self._buffer.put_blocking(envelope, self._backend)
+        return await self._buffer.put_blocking(envelope, self._backend, envelope.priority)
 
     def _offer_system(self, envelope: Envelope) -> None:
         # Dead letters: never waited for. A full BLOCK buffer takes them past its capacity;
         # the other policies apply as usual.
         if self._closed:
             return
-        status, dropped, reason = self._buffer.put(envelope)
-        if status == WAIT:
-            self._buffer.put_past_capacity(envelope)
-        elif dropped is not None:
-            self._on_drop(self, dropped, reason)
+        buffer = self._buffer
+        try:
+            buffer.put(envelope, envelope.priority)
+        except Full:
+            if buffer.overflow is Overflow.BLOCK:
+                buffer.put_past_capacity(envelope, envelope.priority)
+            else:
+                self._drop_hook(self, envelope, "mailbox_full")
+
+    def _on_drop(self, item: Item, why: str) -> None:
+        # The buffer's owner hook (MailboxQueue calls it for every envelope an overflow
+        # policy drops): hand it to the broker's on_drop.
+        self._drop_hook(self, item, why)
 
     def _close(self, *, discard: bool) -> None:
         self._closed = True
-        for envelope in self._buffer.close():
-            self._on_drop(self, envelope, "subscription_closed")
+        for envelope in self._buffer.refuse_blocked():
+            self._drop_hook(self, envelope, "subscription_closed")
         if discard:
-            for envelope in self._buffer.drain():
-                self._on_drop(self, envelope, "subscription_closed")
+            for envelope in self._buffer.close():
+                self._drop_hook(self, envelope, "subscription_closed")
         self._parker.wake()
 
 

@@ -506,3 +506,44 @@ async def test_a_run_of_casts_stops_for_what_a_callback_asked(action: str) -> No
         await wait_until(lambda: ref.statistics().messages_handled == 3 + (action == "priority"))
         expected = "urgent" if action == "priority" else "continued"
         assert seen == ["first", expected, "second", "third"]
+
+
+class _Drops:
+    def __init__(self) -> None:
+        self.dropped: list[tuple[Any, str]] = []
+
+    def _on_drop(self, item: Any, why: str) -> None:
+        self.dropped.append((item, why))
+
+
+@pytest.mark.anyio
+async def test_put_past_capacity_holds_room_only_while_queued() -> None:
+    # A subscription's dead letters to a full BLOCK buffer: never refused, evictable as
+    # any user message, and once taken they give their room back (no control count).
+    from otp._backends import backend
+    from otp._mailbox import Full, MailboxQueue
+
+    queue = MailboxQueue(otp.Mailbox(capacity=1), backend().parker(), _Drops())
+    queue.put("a")
+    queue.put_past_capacity("b")
+    queue.put_past_capacity("c", priority=1)
+    assert len(queue) == 3
+    with pytest.raises(Full):
+        queue.put("d")
+    assert [queue.get() for _ in range(3)] == ["c", "a", "b"]
+    queue.put("e")  # the whole capacity is back, and no more
+    with pytest.raises(Full):
+        queue.put("f")
+    stats = queue.statistics()
+    assert (stats.depth, stats.enqueued, stats.high_water, stats.dropped) == (1, 4, 3, 0)
+
+    owner = _Drops()
+    evicting = MailboxQueue(
+        otp.Mailbox(capacity=1, overflow=otp.Overflow.DROP_OLDEST), backend().parker(), owner
+    )
+    evicting.put("a")
+    evicting.put_past_capacity("b")
+    assert evicting.put("c")  # evicts "a", then the past-capacity "b" is a user message
+    assert evicting.put("d")
+    assert owner.dropped == [("a", "dropped_oldest"), ("b", "dropped_oldest")]
+    assert [evicting.get() for _ in range(2)] == ["c", "d"]

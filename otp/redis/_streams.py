@@ -62,7 +62,7 @@ class StreamSubscription(Subscription):
         mailbox: Mailbox | None,
         ack: Callable[[str], Any],
     ) -> None:
-        super().__init__(topic, mailbox)
+        super().__init__(topic, mailbox, on_drop=self._dropped)
         #: The durable topic.
         self.topic = topic
         #: The consumer group's name.
@@ -78,7 +78,6 @@ class StreamSubscription(Subscription):
         self._claiming = False
         self._acked_while_claiming: set[str] = set()
         self._room = anyio.Event()
-        self._on_drop = self._dropped
 
     def _dropped(self, receiver: Any, envelope: Envelope, reason: str) -> None:
         # An unacknowledged stream entry stays pending in Redis and is delivered again
