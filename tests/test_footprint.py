@@ -122,3 +122,55 @@ async def test_a_stale_wake_after_a_killed_sleep_is_harmless() -> None:
         assert await ref.join() == "killed"
         ref.cast_nowait("late")  # a dead letter, not an error
         await ref.send("late")
+
+
+# The actor's task takes over the cancel scope anyio runs each task in where anyio has one
+# (TaskHandle._cancel_scope, anyio >= 4.14); older anyio releases that the package still
+# accepts take the fallback, a scope of the actor's own. Both paths keep the same rules.
+@pytest.fixture(params=["task_scope", "own_scope"])
+def start_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    if request.param == "own_scope":
+        import otp._actor
+        import otp._start
+
+        monkeypatch.setattr(otp._actor, "_OUTER_SCOPE", False)
+        monkeypatch.setattr(otp._start, "_OUTER_SCOPE", False)
+    return str(request.param)
+
+
+class Crashy(otp.GenServer):
+    async def handle_call(self, request: Any, caller: otp.Caller) -> Any:
+        if request == "crash":
+            raise RuntimeError("asked to")
+        return request
+
+
+async def test_both_start_paths_keep_stop_kill_links_and_restarts(start_path: str) -> None:
+    async with otp.Node() as node:
+        # stop and kill
+        a = await node.spawn(Idle)
+        await a.stop()
+        assert not a.alive
+        b = await node.spawn(Idle)
+        b.kill()
+        await b.join()
+        assert not b.alive
+        # a crash propagates over a link to a non-trapping actor
+        c = await node.spawn(Crashy)
+        d = await node.spawn(Idle, link=c)
+        with pytest.raises(otp.ActorExited):
+            await c.call("crash")
+        await d.join()
+        assert not d.alive
+        # a supervisor restarts a crashed child, and its stop ends the child
+        sup = await node.start(otp.supervisor("s", [otp.worker(Crashy, id="w")]))
+        first = node.whereis("w") or (await sup.which_children())[0].ref
+        assert first is not None
+        with pytest.raises(otp.ActorExited):
+            await first.call("crash")
+        await otp.testing.wait_for_restart(sup, "w", first)
+        second = (await sup.which_children())[0].ref
+        assert second is not None and second is not first
+        assert await second.call("hello") == "hello"
+        await sup.stop()
+        assert not second.alive
