@@ -7,7 +7,7 @@ import gc
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import anyio
@@ -24,7 +24,7 @@ import otp
 from otp.redis import NodeNameTaken, RedisBroker, RedisUnavailable, glob_for
 from otp.testing import monitor_count, wait_until
 from tests._redis_messages import Add, Counter, Crash, Get, OrderCreated, Slow, Watcher
-from tests._redis_support import prefix, redis_url  # noqa: F401
+from tests._redis_support import prefix, redis_nodes, redis_url  # noqa: F401
 
 pytestmark = [
     pytest.mark.anyio,
@@ -47,17 +47,7 @@ NodeFactory = Callable[..., Any]
 def nodes(redis_url: str, prefix: str) -> NodeFactory:  # noqa: F811
     """``async with nodes("a", "b") as (a, b):`` nodes on one Redis under this test's prefix."""
 
-    @asynccontextmanager
-    async def make(*names: str, **options: Any) -> AsyncIterator[list[otp.Node]]:
-        options = {"heartbeat": 0.1, "node_ttl": 0.6, **options}
-        async with AsyncExitStack() as stack:
-            started = []
-            for name in names:
-                broker = RedisBroker(redis_url, prefix=prefix, **options)
-                started.append(await stack.enter_async_context(otp.Node(name=name, broker=broker)))
-            yield started
-
-    return make
+    return redis_nodes(redis_url, prefix)
 
 
 @asynccontextmanager

@@ -4,8 +4,7 @@ RedisBroker and connections) and, at the end, real peer processes."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -17,10 +16,9 @@ import coredis
 
 import otp
 import otp.testing
-from otp.redis import RedisBroker
 from tests._cluster_messages import Echo, InitFails
 from tests._helpers import Counter
-from tests._redis_support import prefix, redis_url  # noqa: F401
+from tests._redis_support import prefix, redis_nodes, redis_url  # noqa: F401
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -36,17 +34,7 @@ NodeFactory = Callable[..., Any]
 
 @pytest.fixture
 def nodes(redis_url: str, prefix: str) -> NodeFactory:  # noqa: F811
-    @asynccontextmanager
-    async def make(*names: str, **options: Any) -> AsyncIterator[list[otp.Node]]:
-        options = {"heartbeat": 0.1, "node_ttl": 0.6, **options}
-        async with AsyncExitStack() as stack:
-            started = []
-            for name in names:
-                broker = RedisBroker(redis_url, prefix=prefix, **options)
-                started.append(await stack.enter_async_context(otp.Node(name=name, broker=broker)))
-            yield started
-
-    return make
+    return redis_nodes(redis_url, prefix)
 
 
 # ---------------------------------------------------------------------------- multi_call

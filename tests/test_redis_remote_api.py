@@ -6,8 +6,7 @@ before they return."""
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -18,10 +17,9 @@ pytest.importorskip("coredis", reason="the Redis broker needs coredis (pip insta
 import coredis
 
 import otp
-from otp.redis import RedisBroker
 from otp.testing import wait_until
 from tests._cluster_messages import Echo
-from tests._redis_support import prefix, redis_url  # noqa: F401
+from tests._redis_support import prefix, redis_nodes, redis_url  # noqa: F401
 
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings("ignore::ResourceWarning")]
 
@@ -37,17 +35,7 @@ NodeFactory = Callable[..., Any]
 
 @pytest.fixture
 def nodes(redis_url: str, prefix: str) -> NodeFactory:  # noqa: F811
-    @asynccontextmanager
-    async def make(*names: str, **options: Any) -> AsyncIterator[list[otp.Node]]:
-        options = {"heartbeat": 0.1, "node_ttl": 0.6, **options}
-        async with AsyncExitStack() as stack:
-            started = []
-            for name in names:
-                broker = RedisBroker(redis_url, prefix=prefix, **options)
-                started.append(await stack.enter_async_context(otp.Node(name=name, broker=broker)))
-            yield started
-
-    return make
+    return redis_nodes(redis_url, prefix)
 
 
 @otp.message("test.remote_api.server")
