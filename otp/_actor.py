@@ -411,10 +411,7 @@ class ActorRef(Delivery, Stopping, Linking, Monitoring):
     async def _run_scoped(self, args: tuple[Any, ...], started: Promise) -> None:
         """:meth:`_run` in a shielded scope of its own, where anyio does not put one
         around each task (anyio < 4.14): the same semantics, one coroutine more."""
-        scope = self._scope  # made in __init__ there, or by a kill that came first
-        if scope is None:
-            scope = self._scope = anyio.CancelScope(shield=True)
-        with scope:
+        with self._scope:  # type: ignore[union-attr]  # created in __init__ then
             await self._run(args, started)
 
     async def _lifecycle(self, args: tuple[Any, ...], started: Promise) -> Any:
