@@ -13,7 +13,7 @@ nodes of other versions keep understanding each other. The answers (:class:`Chil
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import attrs
 
@@ -132,10 +132,7 @@ class DeleteChild(SupervisorOp):
 #: Every supervisor operation (``match`` on it is exhaustive for mypy).
 Operation = WhichChildren | CountChildren | StartChild | TerminateChild | RestartChild | DeleteChild
 
-_BY_WIRE_NAME: dict[str, type[Operation]] = {
-    cls.wire_name: cls
-    for cls in (WhichChildren, CountChildren, StartChild, TerminateChild, RestartChild, DeleteChild)
-}
+_BY_WIRE_NAME: dict[str, type[Operation]] = {cls.wire_name: cls for cls in get_args(Operation)}
 
 
 # ---------------------------------------------------------------------------- the wire form
